@@ -1,0 +1,1 @@
+"""Built-in filters, written and registered exactly as a third-party plugin would be."""

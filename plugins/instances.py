@@ -1,0 +1,81 @@
+"""The paper's instance filters: incomplete, trivial, duplicate and contradictory instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from selfinstruct_async import BaseFilter, Instance, InstanceContext, Rejection, hookimpl
+
+
+class EmptyOutput(BaseFilter):
+    """Rejects instances whose output is empty or only whitespace."""
+
+    name = "empty_output"
+    order = 10
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        return None if instance.output.strip() else Rejection("empty output")
+
+
+class ColonEnding(BaseFilter):
+    """Rejects instances whose input or output ends with a colon: usually a cut-off generation."""
+
+    name = "colon_ending"
+    order = 20
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        if instance.output.strip().endswith(":"):
+            return Rejection("output ends with ':'")
+        if instance.input.strip().endswith(":"):
+            return Rejection("input ends with ':'")
+        return None
+
+
+class InputEqualsOutput(BaseFilter):
+    """Rejects instances that copy the input into the output."""
+
+    name = "input_equals_output"
+    order = 30
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        if instance.input.strip() == instance.output.strip():
+            return Rejection("output is the same as the input")
+        return None
+
+
+class ConflictingOutputs(BaseFilter):
+    """The paper's rule: if one non-empty input appears with different outputs, drop them all."""
+
+    name = "conflicting_outputs"
+    order = 40
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        outputs: dict[str, set[str]] = {}
+        for other in task.instances:
+            if other.input.strip():
+                outputs.setdefault(other.input.strip(), set()).add(other.output.strip())
+        conflicting = [i for i, outs in outputs.items() if len(outs) > 1]
+        if conflicting:
+            return Rejection(
+                f"{len(conflicting)} input(s) of this task have different outputs: {conflicting[0][:60]!r}"
+            )
+        return None
+
+
+class DuplicateInstance(BaseFilter):
+    """Rejects an instance identical to one generated before it for the same task."""
+
+    name = "duplicate_instance"
+    order = 50
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        key = (instance.input.strip(), instance.output.strip())
+        if any((i.input.strip(), i.output.strip()) == key for i in task.earlier):
+            return Rejection("duplicate of an earlier instance")
+        return None
+
+
+@hookimpl
+def register_instance_filters(register: Callable[[type[BaseFilter]], None]) -> None:
+    for cls in (EmptyOutput, ColonEnding, InputEqualsOutput, ConflictingOutputs, DuplicateInstance):
+        register(cls)

@@ -1,0 +1,190 @@
+"""The ``selfinstruct`` command line: run, status, plugins, dedup.
+
+Exit codes: 0 done (target reached), 1 error with a one-line reason on stderr,
+2 bad usage, 3 stopped by the token or cost budget, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .config import load_config
+from .errors import BudgetExhausted, SelfInstructError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Flags given on the command line, as config sections; absent flags change nothing."""
+    layout = {
+        "run": {"out": "out", "seeds": "seeds", "target": "target", "seed": "seed"},
+        "endpoint": {
+            "base_url": "base_url",
+            "model": "model",
+            "api": "api",
+            "rpm": "rpm",
+            "tpm": "tpm",
+            "concurrency": "concurrency",
+        },
+    }
+    overrides: dict[str, dict[str, Any]] = {}
+    for section, keys in layout.items():
+        for key, attr in keys.items():
+            value = getattr(args, attr, None)
+            if value is not None:
+                overrides.setdefault(section, {})[key] = value
+    if getattr(args, "classification_only", False):
+        overrides.setdefault("generation", {})["classification_only"] = True
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    config_path = args.config or (
+        Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
+    )
+    config = load_config(config_path, environ=os.environ, overrides=_cli_overrides(args))
+    summary = anyio.run(run, config)
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK if summary.reached_target else EXIT_ERROR
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    with Store(Path(args.run_dir), read_only=True) as store:
+        report = {
+            "run_dir": args.run_dir,
+            "tasks": store.count_by_status(),
+            "counters": store.counters(),
+            "rejections": store.rejection_summary(),
+        }
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return EXIT_OK
+    tasks = report["tasks"]
+    print(
+        f"{args.run_dir}: {tasks['accepted']} accepted, {tasks['pending']} pending, "
+        f"{tasks['rejected']} rejected tasks"
+    )
+    for name, info in report["rejections"].items():
+        example = info["examples"][0]["reason"] if info["examples"] else ""
+        print(f"  {name:40s} {info['count']:>8d}  e.g. {example}")
+    return EXIT_OK
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from .config import load_config as load
+    from .plugins import Plugins, make_plugin_manager
+
+    config = load(args.config, environ=os.environ)
+    plugins = Plugins(make_plugin_manager(config.plugins.disabled))
+    infos = plugins.describe()
+    chain = plugins.build_filter_chain(config.filters.settings, config.filters.on_error)
+    if args.json:
+        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        return EXIT_OK
+    for info in infos:
+        print(f"{info.name} {info.version or ''}".rstrip())
+        print(f"  hooks: {', '.join(info.hooks)}")
+        if info.filters:
+            print(f"  filters: {', '.join(info.filters)}")
+    print("instruction filters, in order:")
+    for f in chain.instruction_filters:
+        print(f"  {f.order:>4d} {f.name}")
+    print("instance filters, in order:")
+    for g in chain.instance_filters:
+        print(f"  {g.order:>4d} {g.name}")
+    return EXIT_OK
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selfinstruct", description="Self-Instruct data generation, resumable and rate-limited."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="generate (or resume generating) a dataset")
+    run.add_argument("--out", help="run directory (created, or resumed when it exists)")
+    run.add_argument("--config", type=Path, help="TOML configuration file")
+    run.add_argument("--seeds", help="seed tasks JSONL (default: the project's seeds)")
+    run.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    run.add_argument("--model", help="model name sent to the endpoint")
+    run.add_argument("--api", choices=["completions", "chat"], help="endpoint kind")
+    run.add_argument("--target", type=int, help="stop once tasks.jsonl holds this many tasks")
+    run.add_argument("--seed", type=int, help="random seed for prompt sampling")
+    run.add_argument("--rpm", type=float, help="requests per minute limit")
+    run.add_argument("--tpm", type=float, help="tokens per minute limit")
+    run.add_argument("--concurrency", type=int, help="most requests in flight at once")
+    run.add_argument(
+        "--classification-only", action="store_true", help="prompt with classification seeds only"
+    )
+    run.set_defaults(func=_run)
+
+    status = sub.add_parser("status", help="progress of a run directory (safe while it runs)")
+    status.add_argument("run_dir")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins, hooks and filter order")
+    plugins.add_argument("--config", type=Path)
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(func=_plugins)
+
+    try:
+        from .dedup import add_parser as add_dedup
+    except ImportError:  # pragma: no cover - dedup ships with the package
+        pass
+    else:
+        add_dedup(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("selfinstruct: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SelfInstructError, BaseExceptionGroup) as raised:
+        error = _find_error(raised)
+        if error is None:
+            raise
+        if isinstance(error, BudgetExhausted):
+            print(f"selfinstruct: stopped: {error}", file=sys.stderr)
+            return EXIT_BUDGET
+        print(f"selfinstruct: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _find_error(raised: BaseException) -> SelfInstructError | None:
+    """The first of our own errors inside (possibly nested) task-group exception groups."""
+    if isinstance(raised, SelfInstructError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        for inner in raised.exceptions:
+            found = _find_error(inner)
+            if found is not None:
+                return found
+    return None

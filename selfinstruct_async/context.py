@@ -1,0 +1,83 @@
+"""What every stage shares during one run: configuration, client, checkpoint, filters, pool."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .config import Config
+from .errors import LLMError, PermanentHTTPError, RetriesExhausted
+from .filters import FilterChain
+from .llm import Completion, CompletionRequest, LLMClient
+from .plugins import Plugins
+from .pool import Pool
+from .prompts import PromptTemplates
+from .records import SeedTask
+from .store import Store
+
+log = logging.getLogger("selfinstruct_async")
+
+R = TypeVar("R")
+
+# Statuses that say "this prompt" is wrong (too long for the context, say) rather than
+# "this endpoint or key" is: skip the item and go on.
+_PER_REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass
+class RunContext:
+    """Shared state of one run; stages get it as their first argument."""
+
+    config: Config
+    seeds: list[SeedTask]
+    client: LLMClient
+    store: Store
+    chain: FilterChain
+    plugins: Plugins
+    pool: Pool
+    templates: PromptTemplates
+    classification_demonstrations: list[tuple[str, bool]]
+    max_consecutive_failures: int = 20
+    counters: Counter[str] = field(default_factory=Counter)
+    _unflushed: Counter[str] = field(default_factory=Counter)
+    _store_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    _consecutive_failures: int = 0
+
+    async def db(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run a store call on a worker thread, one at a time, so disk waits never block the loop."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
+
+    def count(self, name: str, n: float = 1) -> None:
+        self.counters[name] += n
+        self._unflushed[name] += n
+
+    def take_counters(self) -> dict[str, float]:
+        """Counter increments not yet written; they ride along with the next store commit."""
+        taken = dict(self._unflushed)
+        self._unflushed.clear()
+        return taken
+
+    async def complete(self, request: CompletionRequest) -> Completion | None:
+        """Complete ``request``; ``None`` when this one request failed but the run can go on."""
+        self.count(f"requests.{request.stage}")
+        try:
+            completion = await self.client.complete(request)
+        except (RetriesExhausted, PermanentHTTPError) as error:
+            if isinstance(error, PermanentHTTPError) and error.status not in _PER_REQUEST_STATUSES:
+                raise
+            self.count(f"failed.{request.stage}")
+            self._consecutive_failures += 1
+            log.warning("%s request failed: %s", request.stage, error)
+            if self._consecutive_failures >= self.max_consecutive_failures:
+                raise LLMError(
+                    f"{self._consecutive_failures} requests failed in a row; last: {error}"
+                ) from error
+            return None
+        self._consecutive_failures = 0
+        return completion

@@ -1,0 +1,93 @@
+"""Every exception the package raises on purpose, in one tree.
+
+    SelfInstructError
+    ├── ConfigError            bad TOML, flag or environment value (names the key)
+    ├── SeedFileError          malformed seed file (names file, line and field)
+    ├── CheckpointError        run directory unusable: locked, corrupt, other schema
+    ├── PluginError            a plugin failed to load, is misspelt or misconfigured
+    │   └── FilterError        a filter raised while checking a candidate
+    └── LLMError               a request could not be completed
+        ├── RequestTooLarge    larger than the endpoint's per-minute budget
+        ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
+        ├── RetriesExhausted   transient failures outlasted ``max_attempts``
+        ├── BudgetExhausted    the run's token or cost budget is spent
+        └── TransportError     a request was not delivered or its answer not read
+            ├── TransportTimeout          no answer within the attempt's timeout
+            └── TransportConnectionError  refused, reset or closed connection
+"""
+
+from __future__ import annotations
+
+
+class SelfInstructError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+
+class ConfigError(SelfInstructError):
+    """A configuration value is missing, unknown, mistyped or out of range."""
+
+
+class SeedFileError(SelfInstructError):
+    """A seed file cannot be used; the message names file, line and field."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, problem: str) -> None:
+        self.path, self.line, self.field, self.problem = path, line, field, problem
+        where = path if line is None else f"{path}:{line}"
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{problem}")
+
+
+class CheckpointError(SelfInstructError):
+    """The run directory cannot be used as a checkpoint."""
+
+
+class PluginError(SelfInstructError):
+    """A plugin could not be loaded, validated or configured."""
+
+
+class FilterError(PluginError):
+    """A filter raised an exception instead of returning a verdict."""
+
+    def __init__(self, filter_name: str, error: BaseException) -> None:
+        self.filter_name = filter_name
+        super().__init__(f"filter '{filter_name}' raised {type(error).__name__}: {error}")
+
+
+class LLMError(SelfInstructError):
+    """A completion request could not be completed."""
+
+
+class RequestTooLarge(LLMError):
+    """The request needs more tokens than the endpoint's per-minute budget allows."""
+
+
+class PermanentHTTPError(LLMError):
+    """The endpoint answered with a status that retrying cannot fix."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status, self.body = status, body
+        super().__init__(f"HTTP {status}: {body[:300]}")
+
+
+class RetriesExhausted(LLMError):
+    """Every attempt failed with a transient error."""
+
+
+class BudgetExhausted(LLMError):
+    """The run's token or cost budget is spent."""
+
+
+class TransportError(LLMError):
+    """A transport failed to deliver a request or to read its answer; retryable.
+
+    Raised by :class:`~selfinstruct_async.transport.Transport` implementations; the HTTP
+    client retries these and reports :class:`RetriesExhausted` when they persist.
+    """
+
+
+class TransportTimeout(TransportError):
+    """The attempt got no complete answer within its timeout."""
+
+
+class TransportConnectionError(TransportError):
+    """The connection was refused, reset or closed before the answer was complete."""

@@ -1,0 +1,141 @@
+"""What a filter is, and the chain that runs filters in order and names the one that said no.
+
+A filter is a class registered by a plugin hook. The pipeline instantiates it once per run
+with its validated ``[filters.<name>]`` settings and calls ``check`` for every candidate.
+``check`` returns ``None`` to let the candidate through or a :class:`Rejection` with a
+reason; it may be a coroutine function (for filters that call a service) and may declare
+itself ``cpu_bound`` so that it runs on a worker thread instead of the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+
+import anyio.to_thread
+
+from .errors import FilterError
+from .records import Instance, Rejection
+
+OnError = Literal["reject", "stop"]
+Verdict = Rejection | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceContext:
+    """The task an instance belongs to: all of its instances and which one is being checked."""
+
+    instruction: str
+    is_classification: bool
+    instances: tuple[Instance, ...]
+    index: int = 0
+
+    @property
+    def earlier(self) -> tuple[Instance, ...]:
+        """The instances generated before the one being checked."""
+        return self.instances[: self.index]
+
+
+@runtime_checkable
+class InstructionFilter(Protocol):
+    """Decides whether a generated instruction may join the pool."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+
+    def check(self, instruction: str) -> Verdict | Awaitable[Verdict]: ...
+
+
+@runtime_checkable
+class InstanceFilter(Protocol):
+    """Decides whether one generated instance of a task is kept."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+
+    def check(self, instance: Instance, task: InstanceContext) -> Verdict | Awaitable[Verdict]: ...
+
+
+class BaseFilter:
+    """Defaults for filter classes; subclassing it is optional.
+
+    ``Settings`` is a dataclass describing ``[filters.<name>]``; ``None`` means the filter
+    takes no settings. ``order`` sorts filters ascending: put cheap filters first.
+    ``remember`` is told about every instruction that is in the pool (seeds, resumed and
+    newly accepted ones), which is how stateful filters such as similarity build state.
+    """
+
+    name: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+    cpu_bound: ClassVar[bool] = False
+    Settings: ClassVar[type | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+
+    def remember(self, instruction: str) -> None:
+        """Take note of an instruction that entered the pool."""
+
+
+F = TypeVar("F")
+
+
+def _sort(filters: Sequence[F]) -> list[F]:
+    return sorted(filters, key=lambda f: (getattr(f, "order", 100), getattr(f, "name", "")))
+
+
+class FilterChain:
+    """Runs filters in ``order``; the first rejection wins and is labelled with its filter."""
+
+    def __init__(
+        self,
+        instruction_filters: Sequence[InstructionFilter] = (),
+        instance_filters: Sequence[InstanceFilter] = (),
+        on_error: OnError = "reject",
+    ) -> None:
+        self.instruction_filters = _sort(instruction_filters)
+        self.instance_filters = _sort(instance_filters)
+        self.on_error = on_error
+
+    async def check_instruction(self, instruction: str) -> Rejection | None:
+        for f in self.instruction_filters:
+            verdict = await self._run(f, f.check, instruction)
+            if verdict is not None:
+                return verdict
+        return None
+
+    async def check_instance(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        for f in self.instance_filters:
+            verdict = await self._run(f, f.check, instance, task)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def remember(self, instruction: str) -> None:
+        for f in self.instruction_filters:
+            remember = getattr(f, "remember", None)
+            if remember is not None:
+                remember(instruction)
+
+    async def _run(self, f: object, check: Callable[..., Any], *args: Any) -> Rejection | None:
+        name = getattr(f, "name", type(f).__name__)
+        try:
+            if inspect.iscoroutinefunction(check):
+                verdict = await check(*args)
+            elif getattr(f, "cpu_bound", False):
+                verdict = await anyio.to_thread.run_sync(check, *args)
+            else:
+                verdict = check(*args)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+        except Exception as error:  # a plugin's bug must not accept the candidate
+            if self.on_error == "stop":
+                raise FilterError(name, error) from error
+            return Rejection(reason=f"filter raised {type(error).__name__}: {error}", filter=name)
+        if verdict is None:
+            return None
+        if not isinstance(verdict, Rejection):
+            raise FilterError(name, TypeError(f"check() returned {verdict!r}, not Rejection or None"))
+        return replace(verdict, filter=name)

@@ -1,0 +1,82 @@
+"""The seam between the stages and whatever answers their prompts.
+
+Stages build a :class:`CompletionRequest`; an :class:`LLMClient` (HTTP, local model, or a
+test double) turns it into a :class:`Completion`. Nothing above this seam knows whether
+the answer came from ``/v1/completions``, ``/v1/chat/completions`` or llama.cpp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Api = Literal["completions", "chat"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One prompt with its sampling parameters.
+
+    ``prompt`` is the text a completion model continues. Chat endpoints receive it as the
+    user message after ``system``, which tells a chat model to answer in the same format.
+    """
+
+    stage: str
+    prompt: str
+    max_tokens: int
+    system: str = ""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    n: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the server reported them (or as estimated when it did not)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One generated text and why generation stopped (``stop``, ``length``, ...)."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The answer to a :class:`CompletionRequest`."""
+
+    choices: tuple[Choice, ...]
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+
+class LLMClient(Protocol):
+    """Anything that can complete a request; implementations own retries and pacing."""
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Return the completion, or raise :class:`~selfinstruct_async.errors.LLMError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads or models."""
+        ...

@@ -1,0 +1,59 @@
+"""Wires the stages together with bounded streams and runs them until the target is reached.
+
+    generate_instructions ×W ─► filter_instructions ─► identify_classification ×W
+        ─► generate_instances ×W ─► filter_instances (commit)
+
+There is no barrier between rounds: each stage works on whatever has arrived, and
+later generation prompts sample from tasks accepted moments ago. Tasks that were
+pending when a previous run stopped re-enter at classification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .context import RunContext
+from .records import Candidate, Instance, PendingTask
+from .stages import (
+    filter_instances,
+    filter_instructions,
+    generate_instances,
+    generate_instructions,
+    identify_classification,
+)
+
+
+async def _feed(tasks: Sequence[PendingTask], send: MemoryObjectSendStream[PendingTask]) -> None:
+    async with send:
+        for task in tasks:
+            await send.send(task)
+
+
+async def run_pipeline(ctx: RunContext, resumed: Sequence[PendingTask] = ()) -> None:
+    """Run every stage concurrently; return once ``ctx.pool`` holds the target."""
+    if ctx.pool.done:
+        return
+    size = ctx.config.run.queue_size
+    candidates_tx, candidates_rx = anyio.create_memory_object_stream[Candidate](size)
+    pending_tx, pending_rx = anyio.create_memory_object_stream[PendingTask](size)
+    labelled_tx, labelled_rx = anyio.create_memory_object_stream[PendingTask](size)
+    generated_tx, generated_rx = anyio.create_memory_object_stream[
+        tuple[PendingTask, tuple[Instance, ...]]
+    ](size)
+
+    async with anyio.create_task_group() as tg:
+        async with candidates_tx, pending_tx, pending_rx, labelled_tx, labelled_rx, generated_tx:
+            for _ in range(ctx.config.generation.workers):
+                tg.start_soon(generate_instructions, ctx, candidates_tx.clone())
+            tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
+            tg.start_soon(_feed, resumed, pending_tx.clone())
+            for _ in range(ctx.config.classification.workers):
+                tg.start_soon(identify_classification, ctx, pending_rx.clone(), labelled_tx.clone())
+            for _ in range(ctx.config.instances.workers):
+                tg.start_soon(generate_instances, ctx, labelled_rx.clone(), generated_tx.clone())
+            tg.start_soon(filter_instances, ctx, generated_rx)
+        await ctx.pool.wait_until_done()
+        tg.cancel_scope.cancel()

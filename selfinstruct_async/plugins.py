@@ -1,0 +1,156 @@
+"""The plugin manager and a typed facade over ``pm.hook``.
+
+Every plugin, the built-in filters included, is found through the ``selfinstruct_async``
+entry-point group. Tests and embedders register plugin objects in-process with
+``pm.register(obj)`` and unregister them in ``finally``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .config import build
+from .errors import ConfigError, PluginError
+from .filters import FilterChain, InstanceFilter, InstructionFilter, OnError
+from .hookspecs import PROJECT_NAME
+from .records import RejectionRecord, Task
+
+ENTRY_POINT_GROUP = PROJECT_NAME
+DISABLE_ENV = "SELFINSTRUCT_PLUGINS_DISABLED"
+
+
+def make_plugin_manager(
+    disabled: Iterable[str] = (), *, load_entry_points: bool = True
+) -> pluggy.PluginManager:
+    """A plugin manager with every installed plugin except the ``disabled`` ones."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in disabled:
+        pm.set_blocked(name)
+    if load_entry_points:
+        for entry_point, dist in _entry_points():
+            if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as e:
+                raise PluginError(
+                    f"plugin {entry_point.name!r} ({entry_point.value}, from {dist.name} "
+                    f"{dist.version}) failed to load: {type(e).__name__}: {e}"
+                ) from e
+            pm.register(plugin, name=entry_point.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        raise PluginError(f"plugin {e.plugin!r} implements an unknown hook: {e}") from None
+    return pm
+
+
+def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, importlib.metadata.Distribution]]:
+    found = []
+    for dist in importlib.metadata.distributions():
+        for entry_point in dist.entry_points:
+            if entry_point.group == ENTRY_POINT_GROUP:
+                found.append((entry_point, dist))
+    return sorted(found, key=lambda pair: pair[0].name)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``selfinstruct plugins`` shows about one registered plugin."""
+
+    name: str
+    version: str | None
+    hooks: tuple[str, ...]
+    filters: tuple[str, ...]
+
+
+class Plugins:
+    """Typed access to the hooks, so the pipeline never touches ``pm.hook`` directly."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def instruction_filter_classes(self) -> list[type[InstructionFilter]]:
+        found: list[type[InstructionFilter]] = []
+        self.pm.hook.register_instruction_filters(register=found.append)
+        return _unique(found)
+
+    def instance_filter_classes(self) -> list[type[InstanceFilter]]:
+        found: list[type[InstanceFilter]] = []
+        self.pm.hook.register_instance_filters(register=found.append)
+        return _unique(found)
+
+    def build_filter_chain(
+        self, settings: Mapping[str, Mapping[str, Any]], on_error: OnError = "reject"
+    ) -> FilterChain:
+        """Instantiate every filter with its validated ``[filters.<name>]`` table."""
+        instruction_classes = self.instruction_filter_classes()
+        instance_classes = self.instance_filter_classes()
+        known = {c.name for c in instruction_classes} | {c.name for c in instance_classes}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(
+                f"filters.{unknown[0]}: no such filter is loaded "
+                f"(loaded: {', '.join(sorted(known)) or 'none'})"
+            )
+        return FilterChain(
+            [_instantiate(c, settings) for c in instruction_classes],
+            [_instantiate(c, settings) for c in instance_classes],
+            on_error=on_error,
+        )
+
+    def task_accepted(self, task: Task) -> None:
+        self.pm.hook.task_accepted(task=task)
+
+    def candidate_rejected(self, rejection: RejectionRecord) -> None:
+        self.pm.hook.candidate_rejected(rejection=rejection)
+
+    def describe(self) -> list[PluginInfo]:
+        """Registered plugins with distribution versions, hooks and filters."""
+        versions = {ep.name: f"{dist.name} {dist.version}" for ep, dist in _entry_points()}
+        infos = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: item[0]):
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            filters: list[str] = []
+            if "register_instruction_filters" in hooks or "register_instance_filters" in hooks:
+                sub = pluggy.PluginManager(PROJECT_NAME)
+                sub.add_hookspecs(hookspecs)
+                sub.register(plugin)
+                sub.hook.register_instruction_filters(register=lambda c: filters.append(c.name))
+                sub.hook.register_instance_filters(register=lambda c: filters.append(c.name))
+            infos.append(PluginInfo(name, versions.get(name), hooks, tuple(filters)))
+        return infos
+
+
+def _unique(classes: list[type[Any]]) -> list[type[Any]]:
+    seen: dict[str, type[Any]] = {}
+    for cls in classes:
+        name = getattr(cls, "name", "")
+        if not name:
+            raise PluginError(f"filter class {cls.__qualname__} has no 'name'")
+        if name in seen and seen[name] is not cls:
+            raise PluginError(
+                f"two filters are named {name!r}: {seen[name].__module__} and {cls.__module__}"
+            )
+        seen[name] = cls
+    return list(seen.values())
+
+
+def _instantiate(cls: type[Any], settings: Mapping[str, Mapping[str, Any]]) -> Any:
+    schema = getattr(cls, "Settings", None)
+    table = settings.get(cls.name, {})
+    if schema is None:
+        if table:
+            raise ConfigError(f"filters.{cls.name}: this filter takes no settings")
+        return cls()
+    return cls(build(schema, table, f"filters.{cls.name}"))
+

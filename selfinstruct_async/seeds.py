@@ -1,0 +1,92 @@
+"""Reading seed task files in the paper's schema, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import SeedFileError
+from .records import Instance, SeedTask
+
+DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "seed_tasks.jsonl"
+
+
+def _require(obj: dict[str, Any], key: str, kind: type, path: str, line: int, where: str = "") -> Any:
+    name = f"{where}{key}"
+    if key not in obj:
+        raise SeedFileError(path, line, name, "missing")
+    value = obj[key]
+    if kind is str and not isinstance(value, str):
+        raise SeedFileError(path, line, name, f"expected a string, got {type(value).__name__}")
+    if kind is bool and not isinstance(value, bool):
+        raise SeedFileError(path, line, name, f"expected true or false, got {value!r}")
+    if kind is list and not isinstance(value, list):
+        raise SeedFileError(path, line, name, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def parse_seed_line(obj: Any, path: str, line: int) -> SeedTask:
+    """Validate one decoded JSON line as a seed task."""
+    if not isinstance(obj, dict):
+        raise SeedFileError(path, line, None, f"expected a JSON object, got {type(obj).__name__}")
+    task_id = _require(obj, "id", str, path, line)
+    instruction = _require(obj, "instruction", str, path, line)
+    if not instruction.strip():
+        raise SeedFileError(path, line, "instruction", "is empty")
+    raw_instances = _require(obj, "instances", list, path, line)
+    if not raw_instances:
+        raise SeedFileError(path, line, "instances", "needs at least one instance")
+    instances = []
+    for i, raw in enumerate(raw_instances):
+        where = f"instances[{i}]."
+        if not isinstance(raw, dict):
+            raise SeedFileError(path, line, f"instances[{i}]", "expected an object")
+        instances.append(
+            Instance(
+                input=_require(raw, "input", str, path, line, where),
+                output=_require(raw, "output", str, path, line, where),
+            )
+        )
+    name = obj.get("name", task_id)
+    if not isinstance(name, str):
+        raise SeedFileError(path, line, "name", f"expected a string, got {type(name).__name__}")
+    return SeedTask(
+        id=task_id,
+        name=name,
+        instruction=instruction.strip(),
+        instances=tuple(instances),
+        is_classification=_require(obj, "is_classification", bool, path, line),
+    )
+
+
+def load_seed_tasks(path: Path) -> list[SeedTask]:
+    """Read a JSONL seed file; any defect raises :class:`SeedFileError` before work starts."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SeedFileError(where, None, None, "seed file not found") from None
+    except IsADirectoryError:
+        raise SeedFileError(where, None, None, "is a directory, not a seed file") from None
+    tasks: list[SeedTask] = []
+    seen: dict[str, int] = {}
+    for number, raw_line in enumerate(data.splitlines(), start=1):
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SeedFileError(where, number, None, f"not UTF-8 ({e.reason})") from None
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SeedFileError(where, number, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        task = parse_seed_line(obj, where, number)
+        if task.id in seen:
+            raise SeedFileError(where, number, "id", f"duplicate id {task.id!r} (first on line {seen[task.id]})")
+        seen[task.id] = number
+        tasks.append(task)
+    if not tasks:
+        raise SeedFileError(where, None, None, "contains no seed tasks")
+    return tasks

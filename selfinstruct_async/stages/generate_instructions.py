@@ -1,0 +1,57 @@
+"""Stage 1: ask the model to continue a numbered list of demonstration instructions."""
+
+from __future__ import annotations
+
+import random
+
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..context import RunContext
+from ..llm import CompletionRequest
+from ..parsing import parse_instructions
+from ..prompts import build_instruction_prompt
+from ..records import Candidate
+
+STAGE = "generate_instructions"
+
+
+def request_rng(run_seed: int, request_no: int) -> random.Random:
+    """Sampling depends on the request number, which never repeats, so resumes never replay."""
+    return random.Random(f"{run_seed}:{request_no}")
+
+
+async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Candidate]) -> None:
+    """Keep generating candidate instructions while the pool wants more tasks."""
+    cfg = ctx.config.generation
+    async with send:
+        while True:
+            await ctx.pool.wait_until_wanted()
+            request_no = await ctx.db(ctx.store.next_request_no)
+            rng = request_rng(ctx.config.run.seed, request_no)
+            demonstrations = ctx.pool.sample_demonstrations(
+                rng, cfg.demonstrations, cfg.machine_demonstrations
+            )
+            prompt = build_instruction_prompt(demonstrations, ctx.templates, cfg.max_number)
+            completion = await ctx.complete(
+                CompletionRequest(
+                    stage=STAGE,
+                    prompt=prompt.text,
+                    system=prompt.system,
+                    stop=prompt.stop,
+                    max_tokens=cfg.max_tokens,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    presence_penalty=cfg.presence_penalty,
+                    frequency_penalty=cfg.frequency_penalty,
+                )
+            )
+            if completion is None:
+                continue
+            items = parse_instructions(
+                completion.text, len(demonstrations) + 1, completion.finish_reason, cfg.max_number
+            )
+            ctx.count("instructions.generated", len(items))
+            if not items:
+                ctx.count("instructions.unparseable_responses")
+            for position, item in enumerate(items):
+                await send.send(Candidate(item, request_no, position))
