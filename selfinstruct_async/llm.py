@@ -18,7 +18,8 @@ class CompletionRequest:
     """One prompt with its sampling parameters.
 
     ``prompt`` is the text a completion model continues. Chat endpoints receive it as the
-    user message after ``system``, which tells a chat model to answer in the same format.
+    user message after ``system``, which tells a chat model to answer in the same format,
+    and ``chat_stop`` instead of ``stop`` when it is given.
     """
 
     stage: str
@@ -30,7 +31,14 @@ class CompletionRequest:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = ()
+    chat_stop: tuple[str, ...] | None = None
     n: int = 1
+
+    def stop_for(self, api: Api) -> tuple[str, ...]:
+        """Stop sequences for an endpoint kind; chat answers need fewer (they add preambles)."""
+        if api == "chat" and self.chat_stop is not None:
+            return self.chat_stop
+        return self.stop
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ pending when a previous run stopped re-enter at classification.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -26,13 +28,31 @@ from .stages import (
 )
 
 
-async def _feed(tasks: Sequence[PendingTask], send: MemoryObjectSendStream[PendingTask]) -> None:
+from .stages.generate_instructions import candidates_of
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Work a previous session left unfinished, read back from the checkpoint."""
+
+    pending: Sequence[PendingTask] = ()
+    generations: Sequence[tuple[int, list[str]]] = ()
+
+    def candidates(self) -> list[Candidate]:
+        return [
+            c for number, items in self.generations for c in candidates_of(number, items, resumed=True)
+        ]
+
+
+async def _feed(items: Sequence[T], send: MemoryObjectSendStream[T]) -> None:
     async with send:
-        for task in tasks:
-            await send.send(task)
+        for item in items:
+            await send.send(item)
 
 
-async def run_pipeline(ctx: RunContext, resumed: Sequence[PendingTask] = ()) -> None:
+async def run_pipeline(ctx: RunContext, resumed: Resumed = Resumed()) -> None:
     """Run every stage concurrently; return once ``ctx.pool`` holds the target."""
     if ctx.pool.done:
         return
@@ -48,8 +68,9 @@ async def run_pipeline(ctx: RunContext, resumed: Sequence[PendingTask] = ()) -> 
         async with candidates_tx, pending_tx, pending_rx, labelled_tx, labelled_rx, generated_tx:
             for _ in range(ctx.config.generation.workers):
                 tg.start_soon(generate_instructions, ctx, candidates_tx.clone())
+            tg.start_soon(_feed, resumed.candidates(), candidates_tx.clone())
             tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
-            tg.start_soon(_feed, resumed, pending_tx.clone())
+            tg.start_soon(_feed, resumed.pending, pending_tx.clone())
             for _ in range(ctx.config.classification.workers):
                 tg.start_soon(identify_classification, ctx, pending_rx.clone(), labelled_tx.clone())
             for _ in range(ctx.config.instances.workers):

@@ -19,6 +19,7 @@ from .config import build
 from .errors import ConfigError, PluginError
 from .filters import FilterChain, InstanceFilter, InstructionFilter, OnError
 from .hookspecs import PROJECT_NAME
+from .prompts import PromptTemplates
 from .records import RejectionRecord, Task
 
 ENTRY_POINT_GROUP = PROJECT_NAME
@@ -105,6 +106,15 @@ class Plugins:
             [_instantiate(c, settings) for c in instance_classes],
             on_error=on_error,
         )
+
+    def prompt_templates(self, default: PromptTemplates) -> PromptTemplates:
+        """The templates a plugin supplies, or ``default``; the first plugin to answer wins."""
+        chosen = self.pm.hook.prompt_templates(templates=default)
+        if chosen is None:
+            return default
+        if not isinstance(chosen, PromptTemplates):
+            raise PluginError(f"prompt_templates returned {type(chosen).__name__}, not PromptTemplates")
+        return chosen
 
     def task_accepted(self, task: Task) -> None:
         self.pm.hook.task_accepted(task=task)

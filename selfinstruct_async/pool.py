@@ -1,9 +1,11 @@
 """The task pool prompts sample from, and the count that tells generators when to pause.
 
 Human seeds and accepted machine tasks are kept apart because every generation prompt
-mixes them in a fixed ratio (the paper's 6 + 2). Generators pause while accepted plus
-in-flight tasks already cover the target and wake when a rejection frees a place; the
-wait is an event, never a polling loop.
+mixes them in a fixed ratio (the paper's 6 + 2). Generators pause while the work already
+under way could cover the target (accepted and pending tasks, candidates not yet
+filtered, generation requests in flight) and wake when a rejection frees a place; the
+wait is an event, never a polling loop. Overshoot is bounded by one response per
+generation worker.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Pool:
         *,
         target: int,
         pending: int = 0,
+        undecided: int = 0,
         classification_only: bool = False,
     ) -> None:
         human = [s for s in seeds if s.is_classification or not classification_only]
@@ -33,6 +36,8 @@ class Pool:
         self.machine = list(machine)
         self.target = target
         self.pending = pending
+        self.undecided = undecided
+        self.generating = 0
         self._changed = anyio.Event()
 
     @property
@@ -41,10 +46,13 @@ class Pool:
 
     @property
     def done(self) -> bool:
-        return self.accepted >= self.target
+        return self.target > 0 and self.accepted >= self.target
 
     def wants_more(self) -> bool:
-        return self.accepted + self.pending < self.target
+        if self.target <= 0:
+            return True
+        under_way = self.pending + self.undecided + self.generating
+        return self.accepted + under_way < self.target
 
     async def wait_until_done(self) -> None:
         while not self.done:
@@ -66,8 +74,22 @@ class Pool:
         rng.shuffle(demonstrations)
         return demonstrations
 
-    def add_pending(self) -> None:
-        self.pending += 1
+    def start_generation(self) -> None:
+        self.generating += 1
+
+    def end_generation(self, candidates: int) -> None:
+        """A generation request returned ``candidates`` instructions, not yet filtered."""
+        self.generating -= 1
+        self.undecided += candidates
+        self._notify()
+
+    def decided(self, accepted: bool) -> None:
+        """A candidate passed (it is now a pending task) or failed the instruction filters."""
+        self.undecided -= 1
+        if accepted:
+            self.pending += 1
+        else:
+            self._notify()
 
     def finish(self, instruction: str | None) -> None:
         """A pending task ended: accepted with its ``instruction``, or rejected (``None``)."""

@@ -34,6 +34,13 @@ class Candidate:
     instruction: str
     request_no: int
     position: int = 0
+    last: bool = False  # the last item of its response: the response is done once this is
+    resumed: bool = False  # re-fed from the checkpoint after a restart; may be decided already
+
+    @property
+    def id(self) -> str:
+        """Stable across restarts: the request number never repeats."""
+        return f"si-{self.request_no}-{self.position}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,19 @@ CREATE TABLE IF NOT EXISTS rejections (
     task_id TEXT,
     created REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS rejections_task ON rejections (task_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generations (
+    request_no INTEGER PRIMARY KEY,
+    items TEXT NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -273,9 +285,12 @@ class Store:
         accepted: Task | None,
         rejections: Iterable[RejectionRecord] = (),
         counters: Mapping[str, float] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Commit a task's outcome, then append it to ``tasks.jsonl`` when it was accepted."""
         with self._transaction():
+            for key, value in (meta or {}).items():
+                self.set_meta(key, value)
             if accepted is not None:
                 self.db.execute(
                     "UPDATE instructions SET status = 'accepted', is_classification = ?, "
@@ -303,6 +318,45 @@ class Store:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+    # ------------------------------------------------------------ request ledger
+
+    def ledger_get(self, key: str) -> str | None:
+        """A completion bought earlier for the request with this content hash."""
+        row = self.db.execute("SELECT completion FROM ledger WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def ledger_put(self, key: str, stage: str, completion: str) -> None:
+        """Record a completion before anything processes it (durable on return)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO ledger (key, stage, completion, created) VALUES (?, ?, ?, ?)",
+            (key, stage, completion, time.time()),
+        )
+
+    def add_generation(self, request_no: int, items: list[str]) -> None:
+        """Parsed instructions of one generation request, kept until all are filtered."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO generations (request_no, items, processed) VALUES (?, ?, ?)",
+            (request_no, json.dumps(items, ensure_ascii=False), int(not items)),
+        )
+
+    def mark_generation_processed(self, request_no: int) -> None:
+        self.db.execute("UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,))
+
+    def unprocessed_generations(self) -> list[tuple[int, list[str]]]:
+        rows = self.db.execute(
+            "SELECT request_no, items FROM generations WHERE processed = 0 ORDER BY request_no"
+        )
+        return [(number, json.loads(items)) for number, items in rows]
+
+    def is_decided(self, candidate_id: str) -> bool:
+        """Whether a candidate already joined the pool or was rejected (resume de-duplication)."""
+        row = self.db.execute(
+            "SELECT 1 FROM instructions WHERE id = ? UNION ALL "
+            "SELECT 1 FROM rejections WHERE task_id = ? AND level = 'instruction' LIMIT 1",
+            (candidate_id, candidate_id),
+        ).fetchone()
+        return row is not None
 
     # ------------------------------------------------------------ reading back
 

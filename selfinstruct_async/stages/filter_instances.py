@@ -20,6 +20,9 @@ async def filter_instances(
     """Keep the instances every filter lets through; a task left with none is rejected."""
     async with receive:
         async for task, instances in receive:
+            if ctx.pool.done:
+                # The target is met; leave this task pending so a larger target resumes it.
+                return
             is_classification = bool(task.is_classification)
             kept: list[Instance] = []
             rejections: list[RejectionRecord] = []
@@ -52,7 +55,14 @@ async def filter_instances(
                 rejections.append(
                     RejectionRecord("task", NO_INSTANCES, reason, task.instruction, task.id)
                 )
-            await ctx.db(ctx.store.finish_task, task.id, accepted, rejections, ctx.take_counters())
+            await ctx.db(
+                ctx.store.finish_task,
+                task.id,
+                accepted,
+                rejections,
+                ctx.take_counters(),
+                ctx.checkpoint_meta(),
+            )
             ctx.pool.finish(task.instruction if accepted else None)
             for record in rejections:
                 ctx.plugins.candidate_rejected(record)

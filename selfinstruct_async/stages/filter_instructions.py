@@ -8,10 +8,6 @@ from ..context import RunContext
 from ..records import Candidate, PendingTask, RejectionRecord
 
 
-def task_id(candidate: Candidate) -> str:
-    return f"si-{candidate.request_no}-{candidate.position}"
-
-
 async def filter_instructions(
     ctx: RunContext,
     receive: MemoryObjectReceiveStream[Candidate],
@@ -20,21 +16,34 @@ async def filter_instructions(
     """Run instruction filters in order; survivors join the pool and go on to classification."""
     async with receive, send:
         async for candidate in receive:
-            rejection = await ctx.chain.check_instruction(candidate.instruction)
-            if rejection is not None:
-                record = RejectionRecord(
-                    level="instruction",
-                    filter=rejection.filter,
-                    reason=rejection.reason,
-                    text=candidate.instruction,
-                )
-                ctx.count(f"rejected.instruction.{rejection.filter}")
-                await ctx.db(ctx.store.add_rejections, [record], ctx.take_counters())
-                ctx.plugins.candidate_rejected(record)
-                continue
-            pending = PendingTask(id=task_id(candidate), instruction=candidate.instruction)
-            ctx.chain.remember(candidate.instruction)
-            ctx.count("instructions.accepted")
-            await ctx.db(ctx.store.add_pending, pending, candidate.request_no)
-            ctx.pool.add_pending()
-            await send.send(pending)
+            if candidate.resumed and await ctx.db(ctx.store.is_decided, candidate.id):
+                ctx.pool.decided(False)
+            else:
+                await _decide(ctx, candidate, send)
+            if candidate.last:
+                await ctx.db(ctx.store.mark_generation_processed, candidate.request_no)
+
+
+async def _decide(
+    ctx: RunContext, candidate: Candidate, send: MemoryObjectSendStream[PendingTask]
+) -> None:
+    rejection = await ctx.chain.check_instruction(candidate.instruction)
+    if rejection is not None:
+        record = RejectionRecord(
+            level="instruction",
+            filter=rejection.filter,
+            reason=rejection.reason,
+            text=candidate.instruction,
+            task_id=candidate.id,
+        )
+        ctx.count(f"rejected.instruction.{rejection.filter}")
+        await ctx.db(ctx.store.add_rejections, [record], ctx.take_counters())
+        ctx.pool.decided(False)
+        ctx.plugins.candidate_rejected(record)
+        return
+    pending = PendingTask(id=candidate.id, instruction=candidate.instruction)
+    ctx.chain.remember(candidate.instruction)
+    ctx.count("instructions.accepted")
+    await ctx.db(ctx.store.add_pending, pending, candidate.request_no)
+    ctx.pool.decided(True)
+    await send.send(pending)

@@ -39,6 +39,7 @@ async def generate_instances(
                     prompt=prompt.text,
                     system=prompt.system,
                     stop=prompt.stop,
+                        chat_stop=prompt.chat_stop,
                     max_tokens=cfg.max_tokens,
                     temperature=cfg.temperature,
                     top_p=cfg.top_p,

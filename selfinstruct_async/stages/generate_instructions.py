@@ -32,26 +32,45 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
                 rng, cfg.demonstrations, cfg.machine_demonstrations
             )
             prompt = build_instruction_prompt(demonstrations, ctx.templates, cfg.max_number)
-            completion = await ctx.complete(
-                CompletionRequest(
-                    stage=STAGE,
-                    prompt=prompt.text,
-                    system=prompt.system,
-                    stop=prompt.stop,
-                    max_tokens=cfg.max_tokens,
-                    temperature=cfg.temperature,
-                    top_p=cfg.top_p,
-                    presence_penalty=cfg.presence_penalty,
-                    frequency_penalty=cfg.frequency_penalty,
+            ctx.pool.start_generation()
+            items: list[str] = []
+            try:
+                completion = await ctx.complete(
+                    CompletionRequest(
+                        stage=STAGE,
+                        prompt=prompt.text,
+                        system=prompt.system,
+                        stop=prompt.stop,
+                        chat_stop=prompt.chat_stop,
+                        max_tokens=cfg.max_tokens,
+                        temperature=cfg.temperature,
+                        top_p=cfg.top_p,
+                        presence_penalty=cfg.presence_penalty,
+                        frequency_penalty=cfg.frequency_penalty,
+                    )
                 )
-            )
+                if completion is not None:
+                    items = parse_instructions(
+                        completion.text,
+                        len(demonstrations) + 1,
+                        completion.finish_reason,
+                        cfg.max_number,
+                    )
+            finally:
+                ctx.pool.end_generation(len(items))
             if completion is None:
                 continue
-            items = parse_instructions(
-                completion.text, len(demonstrations) + 1, completion.finish_reason, cfg.max_number
-            )
             ctx.count("instructions.generated", len(items))
             if not items:
                 ctx.count("instructions.unparseable_responses")
-            for position, item in enumerate(items):
-                await send.send(Candidate(item, request_no, position))
+            await ctx.db(ctx.store.add_generation, request_no, items)
+            for candidate in candidates_of(request_no, items):
+                await send.send(candidate)
+
+
+def candidates_of(request_no: int, items: list[str], *, resumed: bool = False) -> list[Candidate]:
+    last = len(items) - 1
+    return [
+        Candidate(item, request_no, position, last=position == last, resumed=resumed)
+        for position, item in enumerate(items)
+    ]

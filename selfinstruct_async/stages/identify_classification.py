@@ -34,6 +34,7 @@ async def identify_classification(
                         prompt=prompt.text,
                         system=prompt.system,
                         stop=prompt.stop,
+                        chat_stop=prompt.chat_stop,
                         max_tokens=cfg.max_tokens,
                         temperature=cfg.temperature,
                     )
