@@ -7,6 +7,7 @@ Exit codes: 0 done (target reached), 1 error with a one-line reason on stderr,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -97,7 +98,7 @@ def _plugins(args: argparse.Namespace) -> int:
     infos = plugins.describe()
     chain = plugins.build_filter_chain(config.filters.settings, config.filters.on_error)
     if args.json:
-        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        print(json.dumps([dataclasses.asdict(info) for info in infos], indent=2))
         return EXIT_OK
     for info in infos:
         print(f"{info.name} {info.version or ''}".rstrip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectSendStream
 
 from .config import Config
 from .errors import LLMError, PermanentHTTPError, PromptRejected, RetriesExhausted
@@ -50,6 +52,8 @@ class RunContext:
     _unflushed: Counter[str] = field(default_factory=Counter)
     _store_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     _consecutive_failures: int = 0
+    queues: dict[str, MemoryObjectSendStream[Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
     stopping: anyio.Event = field(default_factory=anyio.Event)
     in_flight: int = 0
     _idle: anyio.Event = field(default_factory=anyio.Event)
@@ -71,6 +75,26 @@ class RunContext:
     def count(self, name: str, n: float = 1) -> None:
         self.counters[name] += n
         self._unflushed[name] += n
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able snapshot of progress for ``/status``, metrics and the progress display."""
+        pool = self.pool
+        return {
+            "run_dir": str(self.store.run_dir),
+            "started": self.started,
+            "target": pool.target,
+            "accepted": pool.accepted,
+            "pending": pool.pending,
+            "undecided": pool.undecided,
+            "generating": pool.generating,
+            "in_flight": self.in_flight,
+            "stopping": self.stopping.is_set(),
+            "queues": {
+                name: stream.statistics().current_buffer_used for name, stream in self.queues.items()
+            },
+            "counters": dict(self.counters),
+            "usage": self.usage.snapshot() if self.usage is not None else {},
+        }
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """State committed with every task: token usage, so budgets hold across resumes."""

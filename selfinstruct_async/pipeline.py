@@ -64,6 +64,9 @@ async def run_pipeline(ctx: RunContext, resumed: Resumed = Resumed()) -> None:
         tuple[PendingTask, tuple[Instance, ...]]
     ](size)
 
+    ctx.queues.update(
+        candidates=candidates_tx, pending=pending_tx, labelled=labelled_tx, generated=generated_tx
+    )
     async with anyio.create_task_group() as tg:
         async with candidates_tx, pending_tx, pending_rx, labelled_tx, labelled_rx, generated_tx:
             for _ in range(ctx.config.generation.workers):

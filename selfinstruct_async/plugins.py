@@ -49,7 +49,8 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
-        raise PluginError(f"plugin {e.plugin!r} implements an unknown hook: {e}") from None
+        name = pm.get_name(e.plugin) or repr(e.plugin)
+        raise PluginError(f"plugin {name!r} implements an unknown hook: {e}") from None
     return pm
 
 

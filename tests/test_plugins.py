@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pluggy
@@ -11,6 +12,7 @@ import pytest
 from selfinstruct_async import BaseFilter, Rejection, hookimpl
 from selfinstruct_async.errors import FilterError, PluginError
 from selfinstruct_async.plugins import Plugins, make_plugin_manager
+from selfinstruct_async.prompts import DEFAULT_TEMPLATES, PromptTemplates
 from selfinstruct_async.records import Instance, RejectionRecord, Task
 
 BUILTIN_INSTRUCTION_FILTERS = {
@@ -153,3 +155,33 @@ def test_describe_lists_builtin_plugins_with_their_filters(pm: pluggy.PluginMana
     assert infos["length"].filters == ("word_count",)
     assert infos["length"].version == "selfinstruct-async 0.1.0"
     assert "register_instance_filters" in infos["instances"].hooks
+
+
+def test_prompt_templates_hook_replaces_the_wording(pm: pluggy.PluginManager) -> None:
+    class Wording:
+        @hookimpl
+        def prompt_templates(self, templates: PromptTemplates) -> PromptTemplates:
+            return replace(templates, task_label="Job")
+
+    plugin = Wording()
+    pm.register(plugin)
+    try:
+        assert Plugins(pm).prompt_templates(DEFAULT_TEMPLATES).task_label == "Job"
+    finally:
+        pm.unregister(plugin)
+    assert Plugins(pm).prompt_templates(DEFAULT_TEMPLATES) is DEFAULT_TEMPLATES
+
+
+def test_prompt_templates_of_the_wrong_type_are_refused(pm: pluggy.PluginManager) -> None:
+    class Broken:
+        @hookimpl
+        def prompt_templates(self, templates: PromptTemplates) -> object:
+            return {"task_label": "Job"}
+
+    plugin = Broken()
+    pm.register(plugin)
+    try:
+        with pytest.raises(PluginError, match="prompt_templates returned dict"):
+            Plugins(pm).prompt_templates(DEFAULT_TEMPLATES)
+    finally:
+        pm.unregister(plugin)
