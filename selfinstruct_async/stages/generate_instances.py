@@ -50,7 +50,11 @@ async def generate_instances(
             instances: list[Instance] = []
             if completion is not None:
                 instances = parse_instances(
-                    completion.text, is_classification, completion.finish_reason, cfg.max_instances
+                    completion.text,
+                    is_classification,
+                    completion.finish_reason,
+                    cfg.max_instances,
+                    templates=ctx.templates,
                 )
             ctx.count("instances.generated", len(instances))
             await send.send((task, tuple(instances)))

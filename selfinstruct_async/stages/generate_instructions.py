@@ -55,6 +55,7 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
                         len(demonstrations) + 1,
                         completion.finish_reason,
                         cfg.max_number,
+                        known=demonstrations,
                     )
             finally:
                 ctx.pool.end_generation(len(items))

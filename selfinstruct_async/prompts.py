@@ -1,0 +1,268 @@
+"""The four prompts of Self-Instruct, as replaceable wording plus the builders that fill them.
+
+The structure follows the paper: a numbered list that the model continues (instruction
+generation), a few-shot yes/no question (classification identification), and example
+blocks written input-first or output-first (instance generation). The wording is ours and
+lives in :class:`PromptTemplates`, so a plugin can swap any piece with
+:func:`dataclasses.replace`. :mod:`selfinstruct_async.parsing` reads the answers back.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .llm import Api
+from .records import Instance, SeedTask
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A filled prompt.
+
+    ``text`` is what a completion model continues and what a chat model receives as the
+    user message; ``system`` asks a chat model to answer in the same format and nothing
+    else. ``stop`` suits ``/v1/completions``. Chat answers often open with a preamble and a
+    blank line and repeat the context, so stops that only make sense for a continuation
+    ("\\n\\n", "Task:") would cut them short: ``chat_stop`` keeps only the safe ones.
+    """
+
+    text: str
+    system: str
+    stop: tuple[str, ...]
+    chat_stop: tuple[str, ...] = ()
+
+    def stop_for(self, api: Api) -> tuple[str, ...]:
+        """The stop sequences to send to the given endpoint kind."""
+        return self.chat_stop if api == "chat" else self.stop
+
+
+@dataclass(frozen=True, slots=True)
+class PromptTemplates:
+    """Every piece of wording the prompts use; labels are also what the parsers look for."""
+
+    instruction_header: str
+    instruction_system: str
+    classification_header: str
+    classification_question: str
+    classification_system: str
+    instance_input_first_header: str
+    instance_output_first_header: str
+    instance_system: str
+    answer_yes: str = "Yes"
+    answer_no: str = "No"
+    task_label: str = "Task"
+    example_label: str = "Example"
+    input_label: str = "Input"
+    output_label: str = "Output"
+    class_label: str = "Class label"
+    empty_input: str = "<none>"
+
+
+DEFAULT_TEMPLATES = PromptTemplates(
+    instruction_header=(
+        "Below is a numbered list of varied things people ask a capable assistant to do. "
+        "Each entry is one self-contained task, written as a single line.\n"
+    ),
+    instruction_system=(
+        "You extend numbered lists of tasks. Continue the user's list from the number it "
+        "ends with, one new task per line, numbered like the existing entries. Make each "
+        "task different from the others in topic and kind. Write only the list entries: "
+        "no introduction, no commentary, no formatting."
+    ),
+    classification_header=(
+        "For each task, decide whether its answer must be picked from a small, fixed set "
+        "of possible labels (such as true/false, a sentiment, or a category). "
+        "Answer Yes or No.\n"
+    ),
+    classification_question="Are the possible outputs a fixed set of labels?",
+    classification_system=(
+        "You label tasks. Reply with exactly one word, Yes or No, for the last task in "
+        "the user's message, and nothing else."
+    ),
+    instance_input_first_header=(
+        "For each task below, write examples of it being carried out. An example gives "
+        "the Input the task works on and the correct Output. When a task needs no input, "
+        "write <none> as its Input. Give several different examples when the task allows.\n"
+    ),
+    instance_output_first_header=(
+        "Each task below sorts its input into one of a few class labels. For a task, name "
+        "a class label first and then write one or more inputs that belong to that label, "
+        "covering the different labels. When a task needs no input, write <none> as its "
+        "Input.\n"
+    ),
+    instance_system=(
+        "You write examples for tasks. For the last task in the user's message, continue "
+        "in exactly the format the earlier tasks use, and write nothing else."
+    ),
+)
+
+
+def one_line(text: str) -> str:
+    """Collapse runs of whitespace (newlines included) to single spaces."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def build_instruction_prompt(
+    instructions: Sequence[str],
+    templates: PromptTemplates = DEFAULT_TEMPLATES,
+    max_number: int = 16,
+) -> Prompt:
+    """A numbered list of ``instructions`` ending with the next, empty number.
+
+    With N demonstrations the prompt ends with ``"N+1."``; the model writes items N+1 up
+    to ``max_number - 1`` and the stop sequences catch the start of item ``max_number``.
+    """
+    lines = [templates.instruction_header]
+    for number, instruction in enumerate(instructions, start=1):
+        lines.append(f"{number}. {one_line(instruction).rstrip(':')}\n")
+    lines.append(f"{len(instructions) + 1}.")
+    return Prompt(
+        text="".join(lines),
+        system=templates.instruction_system,
+        stop=("\n\n", f"\n{max_number}.", f"\n{max_number})", f"\n{max_number} ."),
+        chat_stop=(f"\n{max_number}.",),
+    )
+
+
+def build_classification_prompt(
+    instruction: str,
+    demonstrations: Sequence[tuple[str, bool]],
+    templates: PromptTemplates = DEFAULT_TEMPLATES,
+) -> Prompt:
+    """Few-shot prompt asking whether ``instruction`` is a classification task."""
+    blocks = [templates.classification_header]
+    for demo, is_classification in demonstrations:
+        answer = templates.answer_yes if is_classification else templates.answer_no
+        blocks.append(
+            f"{templates.task_label}: {one_line(demo)}\n"
+            f"{templates.classification_question} {answer}\n"
+        )
+    blocks.append(
+        f"{templates.task_label}: {one_line(instruction)}\n{templates.classification_question}"
+    )
+    return Prompt(
+        text="\n".join(blocks),
+        system=templates.classification_system,
+        stop=("\n", f"{templates.task_label}:"),
+    )
+
+
+def select_classification_demonstrations(
+    seeds: Sequence[SeedTask], k: int = 24
+) -> list[tuple[str, bool]]:
+    """Up to ``k`` labelled seed instructions, about half of them classification tasks.
+
+    Picks are spread evenly over each group (not just the first ones) and shuffled with a
+    fixed seed so that the answers do not alternate in a pattern the model could copy.
+    """
+    yes = [s.instruction for s in seeds if s.is_classification]
+    no = [s.instruction for s in seeds if not s.is_classification]
+    want_yes = min(len(yes), k // 2)
+    want_no = min(len(no), k - want_yes)
+    want_yes = min(len(yes), k - want_no)
+    picked = [(text, True) for text in _spread(yes, want_yes)]
+    picked += [(text, False) for text in _spread(no, want_no)]
+    random.Random(20221220).shuffle(picked)
+    return picked
+
+
+def _spread(items: Sequence[str], count: int) -> list[str]:
+    if count <= 0:
+        return []
+    step = len(items) / count
+    return [items[int(i * step)] for i in range(count)]
+
+
+def build_instance_prompt(
+    instruction: str,
+    is_classification: bool,
+    demonstrations: Sequence[SeedTask],
+    templates: PromptTemplates = DEFAULT_TEMPLATES,
+    max_instances: int = 5,
+) -> Prompt:
+    """Example blocks for ``demonstrations``, ending with the new task's ``Task:`` line.
+
+    Classification tasks are written output-first (``Class label:`` then its inputs), the
+    paper's way of keeping the model from favouring one label; the rest input-first
+    (``Example n`` / ``Input:`` / ``Output:``).
+    """
+    header = (
+        templates.instance_output_first_header
+        if is_classification
+        else templates.instance_input_first_header
+    )
+    blocks = [header]
+    for demo in demonstrations:
+        if is_classification:
+            body = _output_first_block(demo.instances, templates)
+        else:
+            body = _input_first_block(demo.instances, templates)
+        blocks.append(f"{templates.task_label}: {one_line(demo.instruction)}\n{body}")
+    blocks.append(f"{templates.task_label}: {one_line(instruction)}\n")
+    stop = f"{templates.example_label} {max_instances + 1}"
+    return Prompt(
+        text="\n".join(blocks),
+        system=templates.instance_system,
+        stop=(stop, f"\n{templates.task_label}:"),
+        chat_stop=(stop,),
+    )
+
+
+def _field(value: str, templates: PromptTemplates) -> str:
+    value = value.strip()
+    return value if value else templates.empty_input
+
+
+def _input_first_block(instances: Sequence[Instance], templates: PromptTemplates) -> str:
+    lines: list[str] = []
+    for number, instance in enumerate(instances, start=1):
+        lines.append(f"{templates.example_label} {number}")
+        lines.append(f"{templates.input_label}: {_field(instance.input, templates)}")
+        lines.append(f"{templates.output_label}: {instance.output.strip()}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _output_first_block(instances: Sequence[Instance], templates: PromptTemplates) -> str:
+    by_label: dict[str, list[str]] = {}
+    for instance in instances:
+        by_label.setdefault(one_line(instance.output), []).append(instance.input)
+    lines: list[str] = []
+    for label, inputs in by_label.items():
+        lines.append(f"{templates.class_label}: {label}")
+        lines.extend(f"{templates.input_label}: {_field(text, templates)}" for text in inputs)
+    return "".join(line + "\n" for line in lines)
+
+
+def select_instance_demonstrations(
+    seeds: Sequence[SeedTask], is_classification: bool, rng: random.Random, k: int = 4
+) -> list[SeedTask]:
+    """``k`` seed tasks of the same kind, each with at least one instance with an output.
+
+    For input-first prompts the sample includes a task without input and one with input
+    when the seeds have them, so the model sees both ways of writing ``Input:``.
+    """
+    pool = [
+        s
+        for s in seeds
+        if s.is_classification == is_classification and any(i.output.strip() for i in s.instances)
+    ]
+    if len(pool) <= k:
+        picked = list(pool)
+        rng.shuffle(picked)
+        return picked
+    if is_classification or k < 2:
+        return rng.sample(pool, k)
+    no_input = [s for s in pool if not any(i.input.strip() for i in s.instances)]
+    with_input = [s for s in pool if any(i.input.strip() for i in s.instances)]
+    picked = []
+    if no_input and with_input:
+        picked = [rng.choice(no_input), rng.choice(with_input)]
+    rest = [s for s in pool if s not in picked]
+    picked += rng.sample(rest, k - len(picked))
+    rng.shuffle(picked)
+    return picked

@@ -1,0 +1,1 @@
+"""A simulated OpenAI-compatible provider for tests and benchmarks."""
