@@ -154,12 +154,10 @@ def make_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=_plugins)
 
-    try:
-        from .dedup import add_parser as add_dedup
-    except ImportError:  # pragma: no cover - dedup ships with the package
-        pass
-    else:
-        add_dedup(sub)
+    from . import dedup, export, report, stats
+
+    for command in (stats, report, export, dedup):
+        command.add_parser(sub)
     return parser
 
 

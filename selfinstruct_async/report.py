@@ -1,0 +1,559 @@
+"""``selfinstruct report``: the paper's figures for a run as PNGs plus one self-contained HTML page.
+
+Figures (matplotlib, drawn on an Agg canvas without pyplot, so no display is needed):
+
+* ``similarity.png``: ROUGE-L F between each generated instruction and its most similar
+  instruction in the pool before it. The pool is the seed tasks plus the instructions of
+  the earlier lines of ``tasks.jsonl``, which is the order tasks finished in. On big runs
+  every instruction joins the pool but only an evenly spaced sample of at most
+  ``--similarity-sample`` instructions is scored (each score costs one pass over the pool);
+* ``lengths.png``: distributions of instruction, non-empty input and output lengths in
+  words, as in the paper;
+* ``verbs.png``: the most common leading verbs (inner ring) and their most common objects
+  (outer ring), found by the rules in :mod:`selfinstruct_async.verbs`;
+* ``report.html``: the stats tables and the figures (base64 ``data:`` URIs), one file;
+* ``report.json``: the same numbers for machines.
+
+Each PNG also carries the numbers it plots as JSON in a ``tEXt`` chunk named
+``SelfInstructData``, so tests and scripts can check a figure against its data.
+Reading is safe while a daemon writes to the run (see :mod:`selfinstruct_async.stats`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import itertools
+import json
+import math
+import os
+import tempfile
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SelfInstructError
+from .export import TaskFile, new_file_mode
+from .stats import Table1, compute_stats, load_prices, words
+from .verbs import VerbSummary, verb_object_counts
+
+PNG_DATA_KEY = "SelfInstructData"
+DPI = 100
+SIMILARITY_SIZE = (8.0, 4.5)
+LENGTHS_SIZE = (12.0, 4.0)
+VERBS_SIZE = (9.0, 9.0)
+SIMILARITY_BINS = 20  # bins of width 0.05 over [0, 1]
+LENGTH_BINS = 40
+DEFAULT_SIMILARITY_SAMPLE = 10_000
+REPORT_EXTRA = "selfinstruct-async[report]"
+
+
+class ReportError(SelfInstructError):
+    """A report cannot be produced (missing matplotlib, unusable run directory)."""
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Bin edges and counts, exactly what a figure's bars show."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+def histogram(values: Sequence[float], edges: Sequence[float]) -> Histogram:
+    """Counts of ``values`` per bin ``[edges[i], edges[i+1])``; the last bin is closed."""
+    import numpy as np
+
+    counts, _ = np.histogram(np.asarray(values, dtype=float), bins=np.asarray(edges, dtype=float))
+    return Histogram(tuple(float(e) for e in edges), tuple(int(c) for c in counts))
+
+
+def similarity_edges() -> list[float]:
+    return [round(i / SIMILARITY_BINS, 10) for i in range(SIMILARITY_BINS + 1)]
+
+
+def length_edges(values: Sequence[int], bins: int = LENGTH_BINS) -> list[float]:
+    """Integer-width bins from 0 past the longest value, at most ``bins`` of them."""
+    top = max(values, default=0) + 1
+    width = max(1, math.ceil(top / bins))
+    return [float(width * i) for i in range(math.ceil(top / width) + 1)]
+
+
+def similarity_scores(
+    pool: Sequence[str],
+    instructions: Sequence[str],
+    *,
+    sample: int | None = DEFAULT_SIMILARITY_SAMPLE,
+    tokenizer: str = "rouge",
+) -> list[float]:
+    """For (a sample of) ``instructions``: ROUGE-L F with the most similar earlier text.
+
+    ``pool`` (the seeds) comes before every instruction; each instruction joins the pool
+    after it is scored. With ``sample``, only evenly spaced instructions are scored.
+    """
+    from .similarity import SimilarityIndex
+
+    n = len(instructions)
+    chosen: set[int] | None = None
+    if sample is not None and n > sample:
+        chosen = {i * n // sample for i in range(sample)}
+    index = SimilarityIndex(tokenizer=tokenizer, on_empty="ignore")
+    index.extend(pool)
+    scores: list[float] = []
+    for i, text in enumerate(instructions):
+        if chosen is None or i in chosen:
+            best = index.most_similar(text, k=1)
+            scores.append(best[0][1] if best else 0.0)
+        index.add(text)
+    return scores
+
+
+@dataclass
+class ReportData:
+    """Everything the figures and the page are drawn from."""
+
+    table: Table1
+    instructions: list[str]
+    instruction_words: array[int]
+    input_words: array[int]  # non-empty inputs only, as in the paper
+    output_words: array[int]
+    torn_tail: bool = False
+
+
+def collect(run_dir: Path) -> ReportData:
+    """One streaming pass over ``tasks.jsonl``."""
+    task_file = TaskFile.in_run(run_dir)
+    data = ReportData(Table1(), [], array("i"), array("i"), array("i"))
+    for task in task_file:
+        data.table.add(task)
+        data.instructions.append(task.instruction)
+        data.instruction_words.append(words(task.instruction))
+        for inst in task.instances:
+            if inst.input.strip():
+                data.input_words.append(words(inst.input))
+            data.output_words.append(words(inst.output))
+    data.torn_tail = task_file.torn_tail
+    return data
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The data of every figure."""
+
+    similarity: Histogram
+    similarity_scored: int
+    similarity_mean: float | None
+    similarity_median: float | None
+    instruction_lengths: Histogram
+    input_lengths: Histogram
+    output_lengths: Histogram
+    verbs: VerbSummary
+
+
+def figure_data(
+    data: ReportData,
+    seeds: Sequence[str],
+    *,
+    similarity_sample: int | None = DEFAULT_SIMILARITY_SAMPLE,
+    tokenizer: str = "rouge",
+    top_verbs: int = 20,
+    top_objects: int = 4,
+) -> Figures:
+    """Compute what the figures plot (the plotting functions draw exactly this)."""
+    import numpy as np
+
+    scores = similarity_scores(
+        seeds, data.instructions, sample=similarity_sample, tokenizer=tokenizer
+    )
+    return Figures(
+        similarity=histogram(scores, similarity_edges()),
+        similarity_scored=len(scores),
+        similarity_mean=float(np.mean(scores)) if scores else None,
+        similarity_median=float(np.median(scores)) if scores else None,
+        instruction_lengths=histogram(data.instruction_words, length_edges(data.instruction_words)),
+        input_lengths=histogram(data.input_words, length_edges(data.input_words)),
+        output_lengths=histogram(data.output_words, length_edges(data.output_words)),
+        verbs=verb_object_counts(data.instructions, top_verbs, top_objects),
+    )
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    except ImportError:
+        raise ReportError(
+            f"selfinstruct report needs matplotlib: pip install '{REPORT_EXTRA}'"
+        ) from None
+    return matplotlib
+
+
+def _new_figure(size: tuple[float, float]) -> Any:
+    _matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any, title: str, data: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(
+        buf,
+        format="png",
+        dpi=DPI,
+        metadata={
+            "Title": title,
+            "Software": "selfinstruct-async",
+            PNG_DATA_KEY: json.dumps(data, sort_keys=True),
+        },
+    )
+    return buf.getvalue()
+
+
+def _bars(ax: Any, hist: Histogram, color: str) -> None:
+    edges = hist.edges
+    if len(edges) < 2:
+        return
+    widths = [b - a for a, b in itertools.pairwise(edges)]
+    ax.bar(edges[:-1], hist.counts, width=widths, align="edge", color=color, edgecolor="white")
+
+
+def plot_similarity(figs: Figures, threshold: float = 0.7) -> bytes:
+    fig = _new_figure(SIMILARITY_SIZE)
+    ax = fig.add_subplot()
+    _bars(ax, figs.similarity, "#4c72b0")
+    ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"filter threshold {threshold}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("ROUGE-L with the most similar earlier instruction")
+    ax.set_ylabel("# instructions")
+    ax.set_title(f"Overlap with the pool ({figs.similarity_scored} instructions scored)")
+    ax.legend()
+    fig.tight_layout()
+    return _png(fig, "similarity", asdict(figs.similarity))
+
+
+def plot_lengths(figs: Figures) -> bytes:
+    fig = _new_figure(LENGTHS_SIZE)
+    axes = fig.subplots(1, 3)
+    panels = (
+        ("instruction", figs.instruction_lengths, "#4c72b0"),
+        ("non-empty input", figs.input_lengths, "#55a868"),
+        ("output", figs.output_lengths, "#dd8452"),
+    )
+    for ax, (name, hist, color) in zip(axes, panels, strict=True):
+        _bars(ax, hist, color)
+        ax.set_xlabel(f"{name} length (words)")
+        ax.set_ylabel("count")
+        ax.set_title(f"{name} ({hist.total})")
+    fig.tight_layout()
+    return _png(
+        fig,
+        "lengths",
+        {name: asdict(hist) for name, hist, _ in panels},
+    )
+
+
+def plot_verbs(figs: Figures) -> bytes:
+    """Inner ring: top verbs; outer ring: each verb's top objects (and the rest of it)."""
+    matplotlib = _matplotlib()
+    fig = _new_figure(VERBS_SIZE)
+    ax = fig.add_subplot()
+    summary = figs.verbs
+    verbs = summary.verbs
+    if not verbs:
+        ax.text(0.5, 0.5, "no verb-led instructions", ha="center", va="center")
+        ax.set_axis_off()
+        return _png(fig, "verbs", asdict(summary))
+    cmap = matplotlib.colormaps["tab20"]
+    inner_colors = [cmap(i % 20) for i in range(len(verbs))]
+    outer_sizes: list[int] = []
+    outer_labels: list[str] = []
+    outer_colors: list[Any] = []
+    for i, v in enumerate(verbs):
+        shown = 0
+        for obj, n in v.objects:
+            outer_sizes.append(n)
+            outer_labels.append(obj)
+            outer_colors.append((*inner_colors[i][:3], 0.75))
+            shown += n
+        if v.count > shown:
+            outer_sizes.append(v.count - shown)
+            outer_labels.append("")
+            outer_colors.append((*inner_colors[i][:3], 0.25))
+    total = sum(v.count for v in verbs)
+
+    def label_if_big(labels: list[str], sizes: list[int], share: float) -> list[str]:
+        return [lab if n / total >= share else "" for lab, n in zip(labels, sizes, strict=True)]
+
+    inner_sizes = [v.count for v in verbs]
+    ax.pie(
+        inner_sizes,
+        radius=0.65,
+        colors=inner_colors,
+        labels=label_if_big([v.verb for v in verbs], inner_sizes, 0.015),
+        labeldistance=0.55,
+        textprops={"fontsize": 9},
+        wedgeprops={"width": 0.35, "edgecolor": "white"},
+        startangle=90,
+        counterclock=False,
+    )
+    ax.pie(
+        outer_sizes,
+        radius=1.0,
+        colors=outer_colors,
+        labels=label_if_big(outer_labels, outer_sizes, 0.008),
+        labeldistance=0.83,
+        rotatelabels=True,
+        textprops={"fontsize": 7},
+        wedgeprops={"width": 0.35, "edgecolor": "white"},
+        startangle=90,
+        counterclock=False,
+    )
+    ax.set_title(
+        f"Top {len(verbs)} leading verbs and their top objects "
+        f"({summary.with_verb} of {summary.instructions} instructions start with a verb)"
+    )
+    ax.set_aspect("equal")
+    return _png(fig, "verbs", asdict(summary))
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.{digits}f}"
+    return f"{int(value):,}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, bytes]) -> str:
+    """A single page holding the tables and the figures (embedded, no external files)."""
+    d = stats["dataset"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Self-Instruct report: {html.escape(stats['run_dir'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}</style></head><body>",
+        f"<h1>Self-Instruct report: {html.escape(stats['run_dir'])}</h1>",
+        "<h2>Dataset (Table 1 of the paper)</h2>",
+        _table(
+            ["statistic", "value"],
+            [
+                ["# of instructions", _num(d["instructions"])],
+                ["- # of classification instructions", _num(d["classification"])],
+                ["- # of non-classification instructions", _num(d["non_classification"])],
+                ["# of instances", _num(d["instances"])],
+                ["- # of instances with empty input", _num(d["instances_empty_input"])],
+                ["ave. instruction length (in words)", _num(d["avg_instruction_words"])],
+                ["ave. non-empty input length (in words)", _num(d["avg_nonempty_input_words"])],
+                ["ave. output length (in words)", _num(d["avg_output_words"])],
+            ],
+        ),
+        "<h2>Acceptance by stage and filter</h2>",
+    ]
+    acc = stats["acceptance"]
+    rows: list[list[Any]] = []
+    for level in ("instruction", "instance", "task"):
+        s = acc[level]
+        rows.append(
+            [f"{level}s", _num(s["received"]), _num(s["accepted"]), _pct(s["acceptance_rate"])]
+        )
+        for name, f in s["filters"].items():
+            rows.append([f"rejected by {name}", _num(f["rejected"]), "", _pct(f["rejected_share"])])
+    parts.append(_table(["stage / filter", "received or rejected", "accepted", "rate"], rows))
+    clf = acc["classification"]
+    parts.append(
+        f"<p>Classification answers: {clf['yes']} yes, {clf['no']} no, "
+        f"{clf['unparseable']} unparseable.</p>"
+    )
+    usage = stats["usage"]
+    if usage["available"]:
+        parts.append("<h2>Tokens and cost</h2>")
+        urows = [
+            [
+                stage,
+                _num(u["prompt_tokens"]),
+                _num(u["completion_tokens"]),
+                _num(u["requests"]),
+                _num(u["retries"]),
+                _num(u["throttled"]),
+                "-" if u.get("cost_usd") is None else f"${u['cost_usd']:,.4f}",
+            ]
+            for stage, u in [*usage["stages"].items(), ("total", usage["total"])]
+        ]
+        parts.append(
+            _table(
+                [
+                    "stage",
+                    "prompt tokens",
+                    "completion tokens",
+                    "requests",
+                    "retries",
+                    "throttled",
+                    "cost",
+                ],
+                urows,
+            )
+        )
+        per = usage["per_accepted_instruction"]
+        cost = per.get("cost_usd")
+        parts.append(
+            f"<p>Per accepted instruction: {_num(per.get('total_tokens'))} tokens"
+            + ("" if cost is None else f", ${cost:,.4f}")
+            + ".</p>"
+        )
+    parts.append("<h2>Overlap with the pool</h2>")
+    parts.append(
+        f"<p>{figs.similarity_scored} instructions scored; mean ROUGE-L "
+        f"{_num(figs.similarity_mean, 3)}, median {_num(figs.similarity_median, 3)}.</p>"
+    )
+    parts.append(_img(images["similarity.png"], "ROUGE-L overlap distribution"))
+    parts.append("<h2>Lengths</h2>")
+    parts.append(_img(images["lengths.png"], "length distributions"))
+    parts.append("<h2>Leading verbs and their objects</h2>")
+    v = figs.verbs
+    parts.append(
+        f"<p>{v.with_verb} of {v.instructions} instructions start with a verb, "
+        f"{v.with_object} with a direct object (heuristic, see the documentation).</p>"
+    )
+    parts.append(
+        _table(
+            ["verb", "instructions", "top objects"],
+            [
+                [vc.verb, _num(vc.count), ", ".join(f"{o} ({n})" for o, n in vc.objects)]
+                for vc in v.verbs
+            ],
+        )
+    )
+    parts.append(_img(images["verbs.png"], "leading verbs and objects"))
+    for note in stats.get("notes", []):
+        parts.append(f"<p><em>Note: {html.escape(note)}</em></p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, new_file_mode())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_report(
+    run_dir: Path,
+    out: Path,
+    *,
+    seeds_path: Path | None = None,
+    prices_path: Path | None = None,
+    similarity_sample: int | None = DEFAULT_SIMILARITY_SAMPLE,
+    tokenizer: str = "rouge",
+) -> dict[str, Path]:
+    """Write the figures, ``report.html`` and ``report.json`` to ``out``; return their paths."""
+    _matplotlib()  # fail before the (possibly long) computation
+    from .seeds import DEFAULT_SEEDS, load_seed_tasks
+
+    data = collect(run_dir)
+    seeds = [s.instruction for s in load_seed_tasks(seeds_path or DEFAULT_SEEDS)]
+    prices = load_prices(prices_path) if prices_path is not None else None
+    stats = compute_stats(run_dir, prices, tasks=data.table)
+    if data.torn_tail:
+        stats["notes"].append("tasks.jsonl: ignored an incomplete last line (a run is writing)")
+    figs = figure_data(data, seeds, similarity_sample=similarity_sample, tokenizer=tokenizer)
+    images = {
+        "similarity.png": plot_similarity(figs),
+        "lengths.png": plot_lengths(figs),
+        "verbs.png": plot_verbs(figs),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, png in images.items():
+        _write_atomic(out / name, png)
+        written[name] = out / name
+    page = render_html(stats, figs, images)
+    _write_atomic(out / "report.html", page.encode("utf-8"))
+    written["report.html"] = out / "report.html"
+    machine = {"stats": stats, "figures": asdict(figs)}
+    _write_atomic(out / "report.json", (json.dumps(machine, indent=2) + "\n").encode("utf-8"))
+    written["report.json"] = out / "report.json"
+    return written
+
+
+def _run(args: argparse.Namespace) -> int:
+    sample = None if args.similarity_sample == 0 else args.similarity_sample
+    written = build_report(
+        Path(args.run_dir),
+        Path(args.out),
+        seeds_path=args.seeds,
+        prices_path=args.prices,
+        similarity_sample=sample,
+        tokenizer=args.tokenizer,
+    )
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``selfinstruct report``."""
+    p = subparsers.add_parser(
+        "report", help="figures and an HTML page describing a run (safe while it runs)"
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    p.add_argument("--seeds", type=Path, metavar="FILE", help="seed tasks (the initial pool)")
+    p.add_argument("--prices", type=Path, metavar="FILE", help="TOML price table (see stats)")
+    p.add_argument(
+        "--similarity-sample",
+        type=int,
+        default=DEFAULT_SIMILARITY_SAMPLE,
+        metavar="N",
+        help="score at most N instructions for the overlap figure (0: all)",
+    )
+    p.add_argument("--tokenizer", choices=["rouge", "unicode"], default="rouge")
+    p.set_defaults(func=_run)

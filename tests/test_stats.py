@@ -1,0 +1,341 @@
+"""``selfinstruct stats``: Table 1, acceptance, tokens and cost of a run directory.
+
+The run directories are built through :class:`Store` exactly as the pipeline writes them;
+``make_tasks`` and ``build_run`` are shared with the report and export tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from selfinstruct_async import stats
+from selfinstruct_async.errors import SelfInstructError
+from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
+from selfinstruct_async.store import Store
+
+VERBS = ["Write", "Generate", "Classify", "Explain", "Summarize", "Translate", "List", "Create"]
+ADJECTIVES = ["short", "formal", "funny", "detailed", ""]
+OBJECTS = ["story", "poem", "sentence", "email", "question", "recipe", "review", "headline"]
+TOPICS = ["the ocean", "a lost cat", "tax law", "mountain weather", "jazz", "a new phone"]
+VOCAB = [
+    "the",
+    "a",
+    "of",
+    "river",
+    "stone",
+    "quick",
+    "light",
+    "data",
+    "paper",
+    "model",
+    "answer",
+    "blue",
+    "market",
+    "seven",
+]
+
+
+def make_tasks(n: int, seed: int = 0, prefix: str = "si") -> list[Task]:
+    """Varied, realistic-looking tasks: empty and non-empty inputs, 1-4 instances."""
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        adjective = rng.choice(ADJECTIVES)
+        words = [rng.choice(VERBS), "a", adjective, rng.choice(OBJECTS), "about"]
+        instruction = " ".join(w for w in words if w) + f" {rng.choice(TOPICS)}."
+        if rng.random() < 0.3:
+            instruction += " " + " ".join(rng.choices(VOCAB, k=rng.randint(1, 12)))
+        instances = []
+        for _ in range(rng.randint(1, 4)):
+            text = "" if rng.random() < 0.4 else " ".join(rng.choices(VOCAB, k=rng.randint(1, 30)))
+            out = " ".join(rng.choices(VOCAB, k=rng.randint(1, 60)))
+            instances.append(Instance(input=text, output=out))
+        tasks.append(
+            Task(
+                id=f"{prefix}-{i}-{rng.randint(0, 15)}",
+                instruction=instruction,
+                is_classification=rng.random() < 0.25,
+                instances=tuple(instances),
+            )
+        )
+    return tasks
+
+
+def build_run(
+    run_dir: Path,
+    tasks: Sequence[Task],
+    *,
+    counters: Mapping[str, float] | None = None,
+    rejections: Sequence[RejectionRecord] = (),
+    usage: Any = None,
+    config: Any = None,
+) -> Path:
+    """A run directory holding ``tasks`` as accepted, written through the real Store."""
+    # Durability is not under test here: skip the per-task fsyncs so big runs build quickly.
+    with Store(run_dir) as store, mock.patch("os.fsync"):
+        store.db.execute("PRAGMA synchronous=OFF")
+        for number, task in enumerate(tasks):
+            store.add_pending(PendingTask(task.id, task.instruction), request_no=number)
+            store.set_classification(task.id, task.is_classification)
+            store.finish_task(task.id, task)
+        if rejections:
+            store.add_rejections(rejections)
+        if counters:
+            store.add_counters(counters)
+        if usage is not None:
+            store.set_meta("usage", usage)
+    if config is not None:
+        (run_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return run_dir
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+COUNTERS = {
+    "instructions.generated": 120,
+    "instructions.accepted": 40,
+    "rejected.instruction.rouge_similarity": 50,
+    "rejected.instruction.blacklist": 20,
+    "rejected.instruction.word_count": 10,
+    "classification.yes": 10,
+    "classification.no": 29,
+    "classification.unparseable": 1,
+    "instances.generated": 150,
+    "instances.accepted": 100,
+    "rejected.instance.empty_output": 30,
+    "rejected.instance.input_equals_output": 20,
+    "tasks.accepted": 30,
+    "rejected.task.no_valid_instances": 10,
+    "requests.generate_instructions": 12,
+    "failed.generate_instructions": 3,
+    "requests.generate_instances": 40,
+}
+USAGE = {
+    "version": 1,
+    "stages": {
+        "generate_instructions": {
+            "prompt_tokens": 2_000_000,
+            "completion_tokens": 500_000,
+            "requests": 12,
+            "retries": 4,
+            "rate_limited": 3,
+            "failures": 3,
+            "cost_usd": 1.25,
+            "some_future_counter": 9,
+        },
+        "generate_instances": {
+            "prompt_tokens": 1_000_000,
+            "completion_tokens": 250_000,
+            "requests": 40,
+            "retries": 0,
+            "rate_limited": 0,
+        },
+    },
+}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> tuple[Path, list[Task]]:
+    tasks = make_tasks(30, seed=1)
+    rejections = [
+        RejectionRecord("instruction", "rouge_similarity", "ROUGE-L 0.81", "Write a poem.")
+    ] * 3 + [RejectionRecord("instruction", "leading_character", "starts with '('", "(x) y z")]
+    build_run(
+        tmp_path / "run",
+        tasks,
+        counters=COUNTERS,
+        rejections=rejections,
+        usage=USAGE,
+        config={"endpoints": [{"prompt_price": 0.5, "completion_price": 2.0}]},
+    )
+    return tmp_path / "run", tasks
+
+
+def test_table1_matches_the_tasks_in_the_run(run: tuple[Path, list[Task]]) -> None:
+    run_dir, tasks = run
+    d = stats.compute_stats(run_dir)["dataset"]
+    instances = [i for t in tasks for i in t.instances]
+    nonempty = [i for i in instances if i.input]
+    assert d["instructions"] == 30
+    assert d["classification"] == sum(t.is_classification for t in tasks)
+    assert d["classification"] + d["non_classification"] == 30
+    assert d["instances"] == len(instances)
+    assert d["instances_empty_input"] == len(instances) - len(nonempty)
+    assert d["avg_instruction_words"] == pytest.approx(
+        sum(words(t.instruction) for t in tasks) / 30
+    )
+    assert d["avg_nonempty_input_words"] == pytest.approx(
+        sum(words(i.input) for i in nonempty) / len(nonempty)
+    )
+    assert d["avg_output_words"] == pytest.approx(
+        sum(words(i.output) for i in instances) / len(instances)
+    )
+
+
+def test_acceptance_rates_per_stage_and_filter_come_from_counters(
+    run: tuple[Path, list[Task]],
+) -> None:
+    acc = stats.compute_stats(run[0])["acceptance"]
+    assert acc["instruction"]["received"] == 120
+    assert acc["instruction"]["acceptance_rate"] == pytest.approx(40 / 120)
+    filters = acc["instruction"]["filters"]
+    assert list(filters)[:3] == ["rouge_similarity", "blacklist", "word_count"]
+    assert filters["rouge_similarity"]["rejected"] == 50  # the counter, not the 3 table rows
+    assert filters["blacklist"]["rejected_share"] == pytest.approx(20 / 120)
+    assert acc["instance"]["acceptance_rate"] == pytest.approx(100 / 150)
+    assert acc["instance"]["filters"]["empty_output"]["rejected_share"] == pytest.approx(0.2)
+    assert acc["task"]["received"] == 40
+    assert acc["task"]["acceptance_rate"] == pytest.approx(30 / 40)
+    assert acc["task"]["filters"]["no_valid_instances"]["rejected"] == 10
+    assert acc["classification"] == {"yes": 10, "no": 29, "unparseable": 1}
+
+
+def test_filter_known_only_from_the_rejections_table_is_counted_from_it(
+    run: tuple[Path, list[Task]],
+) -> None:
+    filters = stats.compute_stats(run[0])["acceptance"]["instruction"]["filters"]
+    assert filters["leading_character"]["rejected"] == 1
+
+
+def test_requests_and_failures_per_stage(run: tuple[Path, list[Task]]) -> None:
+    requests = stats.compute_stats(run[0])["requests"]
+    assert requests["generate_instructions"] == {
+        "requests": 12,
+        "failed": 3,
+        "failure_rate": pytest.approx(0.25),
+    }
+    assert requests["generate_instances"]["failed"] == 0
+
+
+def test_tokens_per_stage_and_per_accepted_instruction(run: tuple[Path, list[Task]]) -> None:
+    usage = stats.compute_stats(run[0])["usage"]
+    gen = usage["stages"]["generate_instructions"]
+    assert (gen["prompt_tokens"], gen["completion_tokens"]) == (2_000_000, 500_000)
+    assert gen["throttled"] == 3  # the meter's "rate_limited"
+    assert gen["recorded_cost_usd"] == 1.25
+    assert "some_future_counter" not in gen
+    assert usage["total"]["total_tokens"] == 3_750_000
+    per = usage["per_accepted_instruction"]
+    assert per["total_tokens"] == pytest.approx(3_750_000 / 30)
+    assert usage["per_accepted_instruction_by_stage"]["generate_instances"] == pytest.approx(
+        1_250_000 / 30
+    )
+
+
+def test_cost_uses_the_endpoint_prices_saved_with_the_run(run: tuple[Path, list[Task]]) -> None:
+    result = stats.compute_stats(run[0])
+    usage = result["usage"]
+    # 2M prompt at $0.5/M + 0.5M completion at $2/M
+    assert usage["stages"]["generate_instructions"]["cost_usd"] == pytest.approx(2.0)
+    assert usage["total"]["cost_usd"] == pytest.approx(3.0)
+    assert usage["per_accepted_instruction"]["cost_usd"] == pytest.approx(3.0 / 30)
+    assert result["prices"]["source"].endswith("config.json endpoints")
+
+
+def test_price_file_with_stage_prices_overrides_the_run_config(
+    run: tuple[Path, list[Task]], tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        "prompt_price = 1.0\ncompletion_price = 4.0\n"
+        "[stages.generate_instances]\ncompletion_price = 0.0\n"
+    )
+    usage = stats.compute_stats(run[0], stats.load_prices(prices))["usage"]
+    assert usage["stages"]["generate_instructions"]["cost_usd"] == pytest.approx(2.0 + 2.0)
+    assert usage["stages"]["generate_instances"]["cost_usd"] == pytest.approx(1.0)
+
+
+def test_run_config_toml_works_as_a_price_file_averaging_endpoints(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[run]\ntarget = 5\n[[endpoints]]\nbase_url = "http://a"\nprompt_price = 1.0\n'
+        'completion_price = 2.0\n[[endpoints]]\nbase_url = "http://b"\nprompt_price = 3.0\n'
+    )
+    table = stats.load_prices(path)
+    assert (table.default.prompt, table.default.completion) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prompt_price = 'cheap'\n", "prompt_price: expected a number, got str"),
+        ("[prices]\ncompletion_price = -1\n", "prices.completion_price: must be a non-negative"),
+        ("[stages.x]\nprompt_price = true\n", "stages.x.prompt_price: expected a number"),
+        ("prompt_price = 1\nprompt_prise = 2\n", "prompt_prise: unknown key"),
+        ("[run]\ntarget = 3\n", "no prices found"),
+    ],
+)
+def test_bad_price_file_error_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    with pytest.raises(stats.StatsError) as raised:
+        stats.load_prices(path)
+    assert str(raised.value).startswith(str(path))
+    assert message in str(raised.value)
+
+
+def test_missing_or_bare_usage_snapshot_is_tolerated(tmp_path: Path) -> None:
+    tasks = make_tasks(4)
+    bare = {"generate_instructions": {"prompt_tokens": 10, "completion_tokens": 5, "x": "y"}}
+    build_run(tmp_path / "bare", tasks, usage=bare)
+    build_run(tmp_path / "none", tasks)
+    got = stats.compute_stats(tmp_path / "bare")["usage"]
+    assert got["stages"]["generate_instructions"]["total_tokens"] == 15
+    none = stats.compute_stats(tmp_path / "none")
+    assert none["usage"]["available"] is False
+    assert none["prices"] is None
+    assert "usage: not recorded" in stats.render_text(none)
+
+
+def test_stats_read_a_run_that_a_writer_holds_open_with_a_torn_last_line(tmp_path: Path) -> None:
+    tasks = make_tasks(6)
+    run_dir = build_run(tmp_path / "run", tasks[:5])
+    with Store(run_dir) as writer:  # the daemon: holds the lock and keeps writing
+        writer.add_pending(PendingTask(tasks[5].id, tasks[5].instruction), request_no=99)
+        writer.add_counters({"instructions.generated": 7})
+        with open(run_dir / "tasks.jsonl", "a", encoding="utf-8") as f:
+            f.write('{"id": "si-99-0", "instruction": "Half a li')
+        result = stats.compute_stats(run_dir)
+    assert result["dataset"]["instructions"] == 5
+    assert result["checkpoint"]["tasks"]["pending"] == 1
+    assert result["acceptance"]["instruction"]["received"] == 7
+    assert any("incomplete last line" in note for note in result["notes"])
+
+
+def test_run_dir_without_tasks_jsonl_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SelfInstructError, match=r"empty: no tasks\.jsonl here"):
+        stats.compute_stats(tmp_path / "empty")
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    stats.add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_json_and_text_show_the_same_numbers(
+    run: tuple[Path, list[Task]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["stats", str(run[0]), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dataset"]["instructions"] == 30
+    assert _cli(["stats", str(run[0])]) == 0
+    text = capsys.readouterr().out
+    d = data["dataset"]
+    assert f"{d['instances']:,}" in text
+    assert f"{d['avg_output_words']:.1f}" in text
+    assert "rouge_similarity" in text and "41.7%" in text  # 50 of 120
+    assert "$3.0000" in text
