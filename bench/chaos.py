@@ -34,9 +34,17 @@ def main() -> int:
             min_delay=1.0,
             max_delay=4.0,
             simulator_args=(
-                "--latency", "0.1", "--latency-sigma", "0.5", "--fault-5xx", "0.05",
-                "--fault-reset", "0.02", "--fault-malformed", "0.01",
-            ),  # fmt: skip
+                "--latency",
+                "0.1",
+                "--latency-sigma",
+                "0.5",
+                "--fault-5xx",
+                "0.05",
+                "--fault-reset",
+                "0.02",
+                "--fault-malformed",
+                "0.01",
+            ),
         )
     print(report.table())
     print(f"final run exit code {report.final_exit_code}; {time.monotonic() - started:.0f}s")

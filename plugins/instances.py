@@ -56,9 +56,8 @@ class ConflictingOutputs(BaseFilter):
                 outputs.setdefault(other.input.strip(), set()).add(other.output.strip())
         conflicting = [i for i, outs in outputs.items() if len(outs) > 1]
         if conflicting:
-            return Rejection(
-                f"{len(conflicting)} input(s) of this task have different outputs: {conflicting[0][:60]!r}"
-            )
+            first = conflicting[0][:60]
+            return Rejection(f"{len(conflicting)} input(s) with different outputs, e.g. {first!r}")
         return None
 
 

@@ -1,4 +1,4 @@
-"""Keyword filters: tasks a text-only model cannot do (the paper's blacklist) and program requests."""
+"""Keyword filters: tasks a text-only model cannot do (the paper's blacklist), program requests."""
 
 from __future__ import annotations
 

@@ -116,7 +116,8 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="selfinstruct", description="Self-Instruct data generation, resumable and rate-limited."
+        prog="selfinstruct",
+        description="Self-Instruct data generation, resumable and rate-limited.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -130,10 +131,13 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="model name sent to the endpoint")
     run.add_argument("--api", choices=["completions", "chat"], help="endpoint kind")
     run.add_argument(
-        "--model-path", help="GGUF file for the embedded llama.cpp backend (used without --base-url)"
+        "--model-path",
+        help="GGUF file for the embedded llama.cpp backend (used without --base-url)",
     )
     run.add_argument(
-        "--target", type=int, help="stop once tasks.jsonl holds this many tasks (0: run until stopped)"
+        "--target",
+        type=int,
+        help="stop once tasks.jsonl holds this many tasks (0: run until stopped)",
     )
     run.add_argument("--seed", type=int, help="random seed for prompt sampling")
     run.add_argument("--rpm", type=float, help="requests per minute limit")

@@ -195,8 +195,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
     elif dataclasses.is_dataclass(tp):
-        if isinstance(value, Mapping):
-            return build(tp, value, key)  # type: ignore[type-var]
+        if isinstance(value, Mapping) and isinstance(tp, type):
+            return build(tp, value, key)
     else:
         return value
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,8 +47,8 @@ class RunContext:
     classification_demonstrations: list[tuple[str, bool]]
     usage: UsageMeter | None = None
     max_consecutive_failures: int = 20
-    counters: Counter[str] = field(default_factory=Counter)
-    _unflushed: Counter[str] = field(default_factory=Counter)
+    counters: dict[str, float] = field(default_factory=dict)
+    _unflushed: dict[str, float] = field(default_factory=dict)
     _store_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     _consecutive_failures: int = 0
     queues: dict[str, MemoryObjectSendStream[Any]] = field(default_factory=dict)
@@ -69,12 +68,12 @@ class RunContext:
         await self._idle.wait()
 
     async def db(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run a store call on a worker thread, one at a time, so disk waits never block the loop."""
+        """Run a store call on a worker thread, one at a time: disk waits never stall the loop."""
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
 
     def count(self, name: str, n: float = 1) -> None:
-        self.counters[name] += n
-        self._unflushed[name] += n
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._unflushed[name] = self._unflushed.get(name, 0) + n
 
     def status(self) -> dict[str, Any]:
         """A JSON-able snapshot of progress for ``/status``, metrics and the progress display."""
@@ -90,7 +89,8 @@ class RunContext:
             "in_flight": self.in_flight,
             "stopping": self.stopping.is_set(),
             "queues": {
-                name: stream.statistics().current_buffer_used for name, stream in self.queues.items()
+                name: stream.statistics().current_buffer_used
+                for name, stream in self.queues.items()
             },
             "counters": dict(self.counters),
             "usage": self.usage.snapshot() if self.usage is not None else {},

@@ -1,20 +1,20 @@
 """Every exception the package raises on purpose, in one tree.
 
-    SelfInstructError
-    ├── ConfigError            bad TOML, flag or environment value (names the key)
-    ├── SeedFileError          malformed seed file (names file, line and field)
-    ├── CheckpointError        run directory unusable: locked, corrupt, other schema
-    ├── PluginError            a plugin failed to load, is misspelt or misconfigured
-    │   └── FilterError        a filter raised while checking a candidate
-    └── LLMError               a request could not be completed
-        ├── PromptRejected     this one prompt cannot be served (e.g. exceeds the context)
-        ├── RequestTooLarge    larger than the endpoint's per-minute budget
-        ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
-        ├── RetriesExhausted   transient failures outlasted ``max_attempts``
-        ├── BudgetExhausted    the run's token or cost budget is spent
-        └── TransportError     a request was not delivered or its answer not read
-            ├── TransportTimeout          no answer within the attempt's timeout
-            └── TransportConnectionError  refused, reset or closed connection
+SelfInstructError
+├── ConfigError            bad TOML, flag or environment value (names the key)
+├── SeedFileError          malformed seed file (names file, line and field)
+├── CheckpointError        run directory unusable: locked, corrupt, other schema
+├── PluginError            a plugin failed to load, is misspelt or misconfigured
+│   └── FilterError        a filter raised while checking a candidate
+└── LLMError               a request could not be completed
+    ├── PromptRejected     this one prompt cannot be served (e.g. exceeds the context)
+    ├── RequestTooLarge    larger than the endpoint's per-minute budget
+    ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
+    ├── RetriesExhausted   transient failures outlasted ``max_attempts``
+    ├── BudgetExhausted    the run's token or cost budget is spent
+    └── TransportError     a request was not delivered or its answer not read
+        ├── TransportTimeout          no answer within the attempt's timeout
+        └── TransportConnectionError  refused, reset or closed connection
 """
 
 from __future__ import annotations

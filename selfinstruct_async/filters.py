@@ -140,5 +140,7 @@ class FilterChain:
         if verdict is None:
             return None
         if not isinstance(verdict, Rejection):
-            raise FilterError(name, TypeError(f"check() returned {verdict!r}, not Rejection or None"))
+            raise FilterError(
+                name, TypeError(f"check() returned {verdict!r}, not Rejection or None")
+            )
         return replace(verdict, filter=name)

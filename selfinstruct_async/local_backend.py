@@ -37,7 +37,9 @@ def default_model_path() -> Path:
     for file in dist.files or ():
         if file.name.endswith(".gguf"):
             return Path(str(dist.locate_file(file)))
-    raise ConfigError(f"local.model_path: {MODEL_DISTRIBUTION} is installed but holds no .gguf file")
+    raise ConfigError(
+        f"local.model_path: {MODEL_DISTRIBUTION} is installed but holds no .gguf file"
+    )
 
 
 def _llama_class() -> Any:

@@ -1,7 +1,7 @@
 """Wires the stages together with bounded streams and runs them until the target is reached.
 
-    generate_instructions ×W ─► filter_instructions ─► identify_classification ×W
-        ─► generate_instances ×W ─► filter_instances (commit)
+    generate_instructions xW ─► filter_instructions ─► identify_classification xW
+        ─► generate_instances xW ─► filter_instances (commit)
 
 There is no barrier between rounds: each stage works on whatever has arrived, and
 later generation prompts sample from tasks accepted moments ago. Tasks that were
@@ -26,8 +26,6 @@ from .stages import (
     generate_instructions,
     identify_classification,
 )
-
-
 from .stages.generate_instructions import candidates_of
 
 T = TypeVar("T")
@@ -42,7 +40,9 @@ class Resumed:
 
     def candidates(self) -> list[Candidate]:
         return [
-            c for number, items in self.generations for c in candidates_of(number, items, resumed=True)
+            c
+            for number, items in self.generations
+            for c in candidates_of(number, items, resumed=True)
         ]
 
 

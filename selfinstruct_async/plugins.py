@@ -114,7 +114,9 @@ class Plugins:
         if chosen is None:
             return default
         if not isinstance(chosen, PromptTemplates):
-            raise PluginError(f"prompt_templates returned {type(chosen).__name__}, not PromptTemplates")
+            raise PluginError(
+                f"prompt_templates returned {type(chosen).__name__}, not PromptTemplates"
+            )
         return chosen
 
     def task_accepted(self, task: Task) -> None:
@@ -131,15 +133,19 @@ class Plugins:
             if plugin is None:
                 continue
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
-            filters: list[str] = []
-            if "register_instruction_filters" in hooks or "register_instance_filters" in hooks:
-                sub = pluggy.PluginManager(PROJECT_NAME)
-                sub.add_hookspecs(hookspecs)
-                sub.register(plugin)
-                sub.hook.register_instruction_filters(register=lambda c: filters.append(c.name))
-                sub.hook.register_instance_filters(register=lambda c: filters.append(c.name))
-            infos.append(PluginInfo(name, versions.get(name), hooks, tuple(filters)))
+            infos.append(PluginInfo(name, versions.get(name), hooks, _filters_of(plugin)))
         return infos
+
+
+def _filters_of(plugin: object) -> tuple[str, ...]:
+    """Names of the filters one plugin registers, asked of that plugin alone."""
+    found: list[type[Any]] = []
+    sub = pluggy.PluginManager(PROJECT_NAME)
+    sub.add_hookspecs(hookspecs)
+    sub.register(plugin)
+    sub.hook.register_instruction_filters(register=found.append)
+    sub.hook.register_instance_filters(register=found.append)
+    return tuple(cls.name for cls in found)
 
 
 def _unique(classes: list[type[Any]]) -> list[type[Any]]:
@@ -164,4 +170,3 @@ def _instantiate(cls: type[Any], settings: Mapping[str, Mapping[str, Any]]) -> A
             raise ConfigError(f"filters.{cls.name}: this filter takes no settings")
         return cls()
     return cls(build(schema, table, f"filters.{cls.name}"))
-

@@ -21,14 +21,14 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from anyio.abc import TaskGroup
 import pluggy
+from anyio.abc import TaskGroup
 
 from .config import Config
 from .context import RunContext
 from .errors import ConfigError
-from .llm import LLMClient
 from .ledger import LedgerClient
+from .llm import LLMClient
 from .pipeline import Resumed, run_pipeline
 from .plugins import Plugins, make_plugin_manager
 from .pool import Pool
@@ -123,7 +123,9 @@ async def _stop_on_signals(ctx: RunContext, tg: TaskGroup, stopped_by: list[str]
             stopped_by.append(received.name)
             log.info(
                 "%s: no new requests; waiting up to %.0fs for %d in flight (again to stop now)",
-                received.name, ctx.config.run.drain_seconds, ctx.in_flight,
+                received.name,
+                ctx.config.run.drain_seconds,
+                ctx.in_flight,
             )
             ctx.stop_requesting()
             tg.start_soon(_drain, ctx, tg.cancel_scope)
@@ -186,7 +188,10 @@ async def run(
             if accepted or resumed.pending or resumed.generations:
                 log.info(
                     "resuming %s: %d accepted, %d pending, %d responses to filter",
-                    run_dir, len(accepted), len(resumed.pending), len(resumed.generations),
+                    run_dir,
+                    len(accepted),
+                    len(resumed.pending),
+                    len(resumed.generations),
                 )
 
             def remember_pool() -> None:

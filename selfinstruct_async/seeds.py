@@ -12,7 +12,9 @@ from .records import Instance, SeedTask
 DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "seed_tasks.jsonl"
 
 
-def _require(obj: dict[str, Any], key: str, kind: type, path: str, line: int, where: str = "") -> Any:
+def _require(
+    obj: dict[str, Any], key: str, kind: type, path: str, line: int, where: str = ""
+) -> Any:
     name = f"{where}{key}"
     if key not in obj:
         raise SeedFileError(path, line, name, "missing")
@@ -81,10 +83,14 @@ def load_seed_tasks(path: Path) -> list[SeedTask]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise SeedFileError(where, number, None, f"invalid JSON: {e.msg} (column {e.colno})") from None
+            raise SeedFileError(
+                where, number, None, f"invalid JSON: {e.msg} (column {e.colno})"
+            ) from None
         task = parse_seed_line(obj, where, number)
         if task.id in seen:
-            raise SeedFileError(where, number, "id", f"duplicate id {task.id!r} (first on line {seen[task.id]})")
+            raise SeedFileError(
+                where, number, "id", f"duplicate id {task.id!r} (first on line {seen[task.id]})"
+            )
         seen[task.id] = number
         tasks.append(task)
     if not tasks:

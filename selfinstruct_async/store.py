@@ -97,7 +97,9 @@ class Store:
         self._reserved_until = 0
         if read_only:
             if not self.db_path.exists():
-                raise CheckpointError(f"{run_dir}: no checkpoint here (missing {self.db_path.name})")
+                raise CheckpointError(
+                    f"{run_dir}: no checkpoint here (missing {self.db_path.name})"
+                )
             uri = f"file:{self.db_path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
@@ -121,7 +123,9 @@ class Store:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise CheckpointError(f"{self.run_dir}: cannot create run directory ({e.strerror})") from None
+            raise CheckpointError(
+                f"{self.run_dir}: cannot create run directory ({e.strerror})"
+            ) from None
         if not os.access(self.run_dir, os.W_OK):
             raise CheckpointError(f"{self.run_dir}: run directory is not writable")
         fd = os.open(self.run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -173,7 +177,9 @@ class Store:
                         last_id = json.loads(lines[-1])["id"]
         after = 0
         if last_id is not None:
-            row = self.db.execute("SELECT seq FROM instructions WHERE id = ?", (last_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT seq FROM instructions WHERE id = ?", (last_id,)
+            ).fetchone()
             after = row[0] if row else 0
         missing = [
             self._task_from_row(r)

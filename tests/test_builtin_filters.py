@@ -35,7 +35,9 @@ def chain(pm: pluggy.PluginManager) -> FilterChain:
     ],
 )
 @pytest.mark.anyio
-async def test_instruction_filters(chain: FilterChain, instruction: str, rejected_by: str | None) -> None:
+async def test_instruction_filters(
+    chain: FilterChain, instruction: str, rejected_by: str | None
+) -> None:
     rejection = await chain.check_instruction(instruction)
     assert (rejection.filter if rejection else None) == rejected_by
     if rejection:
@@ -43,11 +45,15 @@ async def test_instruction_filters(chain: FilterChain, instruction: str, rejecte
 
 
 @pytest.mark.anyio
-async def test_similar_instruction_is_rejected_once_the_first_is_remembered(chain: FilterChain) -> None:
+async def test_similar_instruction_is_rejected_once_the_first_is_remembered(
+    chain: FilterChain,
+) -> None:
     first = "Suggest three names for a new coffee shop in a small town."
     assert await chain.check_instruction(first) is None
     chain.remember(first)
-    rejection = await chain.check_instruction("Suggest three names for a new coffee shop in a big town.")
+    rejection = await chain.check_instruction(
+        "Suggest three names for a new coffee shop in a big town."
+    )
     assert rejection is not None and rejection.filter == "rouge_similarity"
 
 
@@ -113,6 +119,8 @@ async def test_filter_settings_come_from_the_config_tables(pm: pluggy.PluginMana
         ({"write_a_program": {"x": 1}}, "filters.write_a_program: this filter takes no settings"),
     ],
 )
-def test_bad_filter_settings_name_the_key(pm: pluggy.PluginManager, settings: dict, message: str) -> None:  # type: ignore[type-arg]
+def test_bad_filter_settings_name_the_key(
+    pm: pluggy.PluginManager, settings: dict, message: str
+) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Plugins(pm).build_filter_chain(settings)

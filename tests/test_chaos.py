@@ -6,7 +6,16 @@ from pathlib import Path
 
 from selfinstruct_async.simulator.chaos import chaos_run
 
-FAULTS = ("--latency", "0.05", "--fault-5xx", "0.03", "--fault-reset", "0.01", "--fault-malformed", "0.01")
+FAULTS = (
+    "--latency",
+    "0.05",
+    "--fault-5xx",
+    "0.03",
+    "--fault-reset",
+    "0.01",
+    "--fault-malformed",
+    "0.01",
+)
 
 
 def test_three_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import pytest
 from selfinstruct_async.errors import SeedFileError
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 
-PAPER_SEEDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "self_instruct_seed_tasks.jsonl"
+PAPER_SEEDS = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "self_instruct_seed_tasks.jsonl"
+)
 
 GOOD = {
     "id": "t1",
@@ -51,7 +53,9 @@ def test_reads_the_projects_own_seed_file() -> None:
         (lambda d: d.update(id=7), 2, "id"),
     ],
 )
-def test_malformed_task_names_line_and_field(tmp_path: Path, mutate: object, line: int, field: str) -> None:
+def test_malformed_task_names_line_and_field(
+    tmp_path: Path, mutate: object, line: int, field: str
+) -> None:
     bad = dict(GOOD, id="t2")
     mutate(bad)  # type: ignore[operator]
     path = write_lines(tmp_path, [json.dumps(GOOD), json.dumps(bad)])
@@ -75,7 +79,9 @@ def test_non_utf8_names_the_line(tmp_path: Path) -> None:
 
 def test_duplicate_ids_name_both_lines(tmp_path: Path) -> None:
     path = write_lines(tmp_path, [json.dumps(GOOD), json.dumps(GOOD)])
-    with pytest.raises(SeedFileError, match=r"seeds.jsonl:2: field 'id': duplicate id 't1' \(first on line 1\)"):
+    with pytest.raises(
+        SeedFileError, match=r"seeds.jsonl:2: field 'id': duplicate id 't1' \(first on line 1\)"
+    ):
         load_seed_tasks(path)
 
 

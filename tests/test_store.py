@@ -53,7 +53,10 @@ def test_reopening_restores_pending_counters_and_request_numbers(tmp_path: Path)
         assert store.pending_tasks() == [PendingTask("p1", "Still waiting for instances", True)]
         assert store.counters() == {"tasks.accepted": 1, "rejected.instruction.word_count": 1}
         assert store.next_request_no() > max(used)
-        assert store.pooled_instructions() == ["Instruction number 0", "Still waiting for instances"]
+        assert store.pooled_instructions() == [
+            "Instruction number 0",
+            "Still waiting for instances",
+        ]
         summary = store.rejection_summary()
         assert summary["instruction/word_count"]["count"] == 1
 

@@ -171,9 +171,7 @@ def audit(out: Path, report: ChaosReport, threshold: float = 0.7) -> None:
     with Store(out, read_only=True) as store:
         committed = [t.id for t in store.accepted_tasks()]
         pooled = store.pooled_instructions()
-        report.answers_recorded = int(
-            store.db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
-        )
+        report.answers_recorded = int(store.db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
         report.answers_reused = int(
             sum(v for k, v in store.counters().items() if k.startswith("ledger.reused."))
         )

@@ -30,7 +30,10 @@ async def generate_instances(
                 ctx.seeds, is_classification, rng, cfg.demonstrations
             )
             prompt = build_instance_prompt(
-                task.instruction, is_classification, demonstrations, ctx.templates,
+                task.instruction,
+                is_classification,
+                demonstrations,
+                ctx.templates,
                 cfg.max_instances,
             )
             completion = await ctx.complete(
@@ -39,7 +42,7 @@ async def generate_instances(
                     prompt=prompt.text,
                     system=prompt.system,
                     stop=prompt.stop,
-                        chat_stop=prompt.chat_stop,
+                    chat_stop=prompt.chat_stop,
                     max_tokens=cfg.max_tokens,
                     temperature=cfg.temperature,
                     top_p=cfg.top_p,

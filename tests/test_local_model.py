@@ -1,0 +1,156 @@
+"""The real model: SmolLM2-135M-Instruct in-process, and behind llama.cpp's own OpenAI server.
+
+These tests need the ``local`` and ``server`` extras (``make test`` installs them); without
+them they skip, saying what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selfinstruct_async.config import Config, load_config
+from selfinstruct_async.errors import PermanentHTTPError
+from selfinstruct_async.http_client import build_http_client
+from selfinstruct_async.llm import CompletionRequest
+from selfinstruct_async.runner import run
+from selfinstruct_async.store import Store
+from selfinstruct_async.usage import UsageMeter
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'local' extra)")
+
+from selfinstruct_async.local_backend import default_model_path
+
+SMALL = {
+    "generation": {"max_tokens": 120, "workers": 1},
+    "classification": {"workers": 1},
+    "instances": {"max_tokens": 160, "workers": 1},
+}
+
+
+def tiny_config(out: Path, target: int, **extra: dict[str, Any]) -> Config:
+    return load_config(
+        overrides={"run": {"out": str(out), "target": target, "seed": 1}, **SMALL, **extra}
+    )
+
+
+def read_tasks(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.anyio
+async def test_embedded_model_runs_every_stage_and_filters_its_repetitions(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = await run(tiny_config(out, target=3))
+    tasks = read_tasks(out)
+    assert summary.accepted == 3 == len(tasks)
+    assert all(task["instances"] for task in tasks)
+    with Store(out, read_only=True) as store:
+        counters = store.counters()
+        usage = store.get_meta("usage")
+    assert counters["requests.identify_classification"] >= 3
+    assert counters["requests.generate_instances"] >= 3
+    # A 135M model copies its demonstrations; the similarity filter is what stops that.
+    assert counters.get("rejected.instruction.rouge_similarity", 0) >= 1
+    assert usage["stages"]["generate_instructions"]["completion_tokens"] > 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """``python -m llama_cpp.server`` on loopback with the same GGUF; always killed."""
+    pytest.importorskip(
+        "uvicorn", reason="llama.cpp's server is not installed (the 'server' extra)"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = threading.Event()
+    log: list[str] = []
+
+    def watch() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            if "Uvicorn running on" in line:
+                ready.set()
+        ready.set()  # the process ended: stop waiting, the check below reports it
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        if not ready.wait(timeout=180) or process.poll() is not None:
+            pytest.fail("llama_cpp.server did not start:\n" + "".join(log[-20:]))
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("api", ["completions", "chat"])
+async def test_pipeline_over_http_against_llama_cpp_server(
+    llama_server: str, tmp_path: Path, api: str
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(
+        out, target=2, endpoint={"base_url": llama_server, "model": "smollm2", "api": api}
+    )
+    summary = await run(config)
+    assert summary.accepted == 2 == len(read_tasks(out))
+    with Store(out, read_only=True) as store:
+        usage = store.get_meta("usage")["stages"]
+        ledger = store.db.execute("SELECT stage, completion FROM ledger").fetchall()
+    # Usage accounting is what the server reported, answer by answer.
+    for stage in ("generate_instructions", "identify_classification", "generate_instances"):
+        reported = [json.loads(c)["usage"] for s, c in ledger if s == stage]
+        assert reported, stage
+        assert usage[stage]["prompt_tokens"] >= sum(u["prompt_tokens"] for u in reported)
+        assert usage[stage]["completion_tokens"] >= sum(u["completion_tokens"] for u in reported)
+        assert usage[stage]["requests"] >= len(reported)
+
+
+@pytest.mark.anyio
+async def test_context_overflow_from_the_server_is_a_permanent_error_not_retried(
+    llama_server: str,
+) -> None:
+    config = load_config(overrides={"endpoint": {"base_url": llama_server, "model": "smollm2"}})
+    usage = UsageMeter()
+    async with build_http_client(config.endpoints, usage) as client:
+        huge = "word " * 4000  # far beyond the server's 2048-token context
+        with pytest.raises(PermanentHTTPError) as raised:
+            await client.complete(CompletionRequest(stage="overflow", prompt=huge, max_tokens=8))
+    assert raised.value.status == 400
+    assert usage.stage("overflow").retries == 0
