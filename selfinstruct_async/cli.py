@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ import anyio
 
 from . import __version__
 from .config import load_config
-from .errors import BudgetExhausted, SelfInstructError
+from .errors import BudgetExhausted, ConfigError, SelfInstructError
+from .logs import configure_logging
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -59,10 +59,35 @@ def _run(args: argparse.Namespace) -> int:
         Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
     )
     config = load_config(config_path, environ=os.environ, overrides=_cli_overrides(args))
-    summary = anyio.run(partial(run, config, handle_signals=True))
+    configure_logging(
+        verbose=args.verbose,
+        json_lines=args.log_json,
+        stream=sys.stderr,
+        secret_env=[e.api_key_env for e in config.endpoints if e.api_key_env],
+    )
+    summary = anyio.run(
+        partial(
+            run,
+            config,
+            handle_signals=True,
+            monitor=_monitor_address(args.monitor),
+            progress=not args.no_progress,
+        )
+    )
     for line in summary.lines():
         print(line)
     return EXIT_OK if summary.reached_target or summary.stopped_by else EXIT_ERROR
+
+
+def _monitor_address(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"--monitor: expected [HOST:]PORT, got {value!r}") from None
+    return (host.strip("[]") or "127.0.0.1", number)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -121,6 +146,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="generate (or resume generating) a dataset")
@@ -146,6 +172,12 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--classification-only", action="store_true", help="prompt with classification seeds only"
     )
+    run.add_argument(
+        "--monitor",
+        metavar="[HOST:]PORT",
+        help="serve /healthz, /status, /metrics (host defaults to 127.0.0.1)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress display or lines")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="progress of a run directory (safe while it runs)")
@@ -168,11 +200,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose=args.verbose, json_lines=args.log_json, stream=sys.stderr)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

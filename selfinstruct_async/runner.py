@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,8 @@ async def run(
     client: LLMClient | None = None,
     pm: pluggy.PluginManager | None = None,
     handle_signals: bool = False,
+    monitor: tuple[str, int] | None = None,
+    progress: bool = False,
 ) -> RunSummary:
     """Run (or resume) generation into ``config.run.out`` until ``config.run.target`` tasks.
 
@@ -227,6 +230,18 @@ async def run(
                 async with anyio.create_task_group() as tg:
                     if handle_signals:
                         tg.start_soon(_stop_on_signals, ctx, tg, stopped_by)
+                    if monitor is not None:
+                        from .monitor import serve_monitor
+
+                        host, port = monitor
+                        url = await tg.start(
+                            partial(serve_monitor, ctx.status, host=host, port=port)
+                        )
+                        log.info("monitor on %s (/healthz, /status, /metrics)", url)
+                    if progress:
+                        from .progress import show_progress
+
+                        tg.start_soon(partial(show_progress, ctx.status))
                     await run_pipeline(ctx, resumed)
                     tg.cancel_scope.cancel()
             finally:

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,6 +27,8 @@ from .errors import CheckpointError
 from .records import Instance, PendingTask, RejectionRecord, Task
 
 SCHEMA_VERSION = 1
+# Every task line starts with its id (task_line); reading just that keeps reopening fast.
+_LINE_ID = re.compile(rb'^\{"id": ("(?:[^"\\]|\\.)*")')
 REQUEST_BLOCK = 64
 
 _SCHEMA = """
@@ -39,7 +42,8 @@ CREATE TABLE IF NOT EXISTS instructions (
     instances TEXT,
     request_no INTEGER,
     created REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    accept_no INTEGER UNIQUE
 );
 CREATE INDEX IF NOT EXISTS instructions_status ON instructions (status, seq);
 CREATE TABLE IF NOT EXISTS rejections (
@@ -101,9 +105,13 @@ class Store:
                     f"{run_dir}: no checkpoint here (missing {self.db_path.name})"
                 )
             uri = f"file:{self.db_path}?mode=ro"
+            if not os.access(run_dir, os.W_OK):
+                # Read-only media: nobody can be writing, and WAL's -shm cannot be created.
+                uri += "&immutable=1"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             self._prepare_dir()
+            self._refuse_lost_checkpoint()
             self.db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -114,8 +122,12 @@ class Store:
                 raise CheckpointError(f"{self.db_path}: not a usable checkpoint ({e})") from None
         self._check_schema()
         if not read_only:
-            self._next_request = self._reserved_until = int(self.get_meta("next_request_no", 0))
-            self._repair_tasks_jsonl()
+            try:
+                self._next_request = self._reserved_until = int(self.get_meta("next_request_no", 0))
+                self._repair_tasks_jsonl()
+            except (OSError, sqlite3.Error) as e:
+                self.close()
+                raise self._write_error("open the run directory", e) from None
 
     # ------------------------------------------------------------ opening
 
@@ -140,6 +152,32 @@ class Store:
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
+    def _refuse_lost_checkpoint(self) -> None:
+        """Tasks without a checkpoint: starting afresh would reuse their ids. Touch nothing."""
+
+        def size(path: Path) -> int:
+            return path.stat().st_size if path.exists() else 0
+
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        if size(self.db_path) == 0 and size(wal) == 0 and size(self.tasks_path) > 0:
+            self.close()
+            raise CheckpointError(
+                f"{self.tasks_path} holds tasks but {self.db_path.name} is missing or empty: "
+                "the checkpoint was lost; restore it, or move tasks.jsonl away to start afresh"
+            )
+
+    def _write_error(self, doing: str, error: BaseException) -> CheckpointError:
+        """One clear line for a failed write: disk full, file too large, I/O error..."""
+        if isinstance(error, OSError):
+            where = error.filename or self.run_dir
+            why = error.strerror or str(error)
+        else:
+            where, why = self.db_path, str(error)
+        return CheckpointError(
+            f"{where}: cannot {doing} ({why}); everything committed before is kept, "
+            "run again once there is room"
+        )
+
     def _check_schema(self) -> None:
         try:
             found = self.get_meta("schema_version", None)
@@ -160,32 +198,36 @@ class Store:
             )
 
     def _repair_tasks_jsonl(self) -> None:
-        """Drop a torn last line and append committed tasks the file does not have yet."""
+        """Drop a torn last line and append committed tasks the file does not have yet.
+
+        Lines are appended in commit order, which ``accept_no`` numbers, so the file is
+        always a prefix of that order: only its last complete line needs reading.
+        """
         last_id = None
         if self.tasks_path.exists():
             with open(self.tasks_path, "rb+") as f:
                 size = f.seek(0, os.SEEK_END)
-                tail_start = max(0, size - (1 << 20))
-                f.seek(tail_start)
+                start = max(0, size - (1 << 20))
+                f.seek(start)
                 tail = f.read()
                 keep = tail.rfind(b"\n") + 1
-                if tail_start + keep < size:
-                    f.truncate(tail_start + keep)
+                if start + keep < size:
+                    f.truncate(start + keep)
                 lines = tail[:keep].splitlines()
-                if lines:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        last_id = json.loads(lines[-1])["id"]
+                found = _LINE_ID.match(lines[-1]) if lines else None
+                if found:
+                    last_id = json.loads(found.group(1))
         after = 0
         if last_id is not None:
             row = self.db.execute(
-                "SELECT seq FROM instructions WHERE id = ?", (last_id,)
+                "SELECT accept_no FROM instructions WHERE id = ?", (last_id,)
             ).fetchone()
-            after = row[0] if row else 0
+            after = row[0] if row and row[0] is not None else 0
         missing = [
             self._task_from_row(r)
             for r in self.db.execute(
                 "SELECT id, instruction, is_classification, instances FROM instructions "
-                "WHERE status = 'accepted' AND seq > ? ORDER BY seq",
+                "WHERE status = 'accepted' AND accept_no > ? ORDER BY accept_no",
                 (after,),
             )
         ]
@@ -212,7 +254,7 @@ class Store:
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute(
+        self._execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
@@ -247,13 +289,27 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                # SQLITE_FULL and some I/O errors have already rolled back: a second ROLLBACK
+                # would raise "no transaction is active" and hide the cause.
+                if self.db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._write_error("write the checkpoint", e) from None
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        """A single write outside :meth:`_transaction`, with the same clear error."""
+        try:
+            self.db.execute(sql, tuple(params))
+        except sqlite3.Error as e:
+            raise self._write_error("write the checkpoint", e) from None
 
     def add_pending(self, task: PendingTask, request_no: int) -> None:
         """Record an instruction that passed the instruction filters."""
@@ -265,7 +321,7 @@ class Store:
             )
 
     def set_classification(self, task_id: str, is_classification: bool) -> None:
-        self.db.execute(
+        self._execute(
             "UPDATE instructions SET is_classification = ? WHERE id = ?",
             (int(is_classification), task_id),
         )
@@ -300,7 +356,8 @@ class Store:
             if accepted is not None:
                 self.db.execute(
                     "UPDATE instructions SET status = 'accepted', is_classification = ?, "
-                    "instances = ?, finished = ? WHERE id = ?",
+                    "instances = ?, finished = ?, accept_no = "
+                    "(SELECT COALESCE(MAX(accept_no), 0) + 1 FROM instructions) WHERE id = ?",
                     (
                         int(accepted.is_classification),
                         _instances_json(accepted.instances),
@@ -320,10 +377,29 @@ class Store:
 
     def _append_lines(self, lines: Iterable[str]) -> None:
         data = "".join(line + "\n" for line in lines).encode("utf-8")
-        with open(self.tasks_path, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            # Unbuffered, so that after a failed write no buffer is flushed again on close.
+            fd = os.open(self.tasks_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError:
+                    # Drop the partial line now: a later successful append would bury it
+                    # where the repair on open (last line only) cannot see it.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise CheckpointError(
+                f"{self.tasks_path}: cannot append ({e.strerror or e}); the task is committed "
+                "in the checkpoint and is written here when the run resumes"
+            ) from None
 
     # ------------------------------------------------------------ request ledger
 
@@ -334,20 +410,20 @@ class Store:
 
     def ledger_put(self, key: str, stage: str, completion: str) -> None:
         """Record a completion before anything processes it (durable on return)."""
-        self.db.execute(
+        self._execute(
             "INSERT OR IGNORE INTO ledger (key, stage, completion, created) VALUES (?, ?, ?, ?)",
             (key, stage, completion, time.time()),
         )
 
     def add_generation(self, request_no: int, items: list[str]) -> None:
         """Parsed instructions of one generation request, kept until all are filtered."""
-        self.db.execute(
+        self._execute(
             "INSERT OR IGNORE INTO generations (request_no, items, processed) VALUES (?, ?, ?)",
             (request_no, json.dumps(items, ensure_ascii=False), int(not items)),
         )
 
     def mark_generation_processed(self, request_no: int) -> None:
-        self.db.execute("UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,))
+        self._execute("UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,))
 
     def unprocessed_generations(self) -> list[tuple[int, list[str]]]:
         rows = self.db.execute(
@@ -379,7 +455,7 @@ class Store:
     def accepted_tasks(self) -> list[Task]:
         rows = self.db.execute(
             "SELECT id, instruction, is_classification, instances FROM instructions "
-            "WHERE status = 'accepted' ORDER BY seq"
+            "WHERE status = 'accepted' ORDER BY accept_no"
         )
         return [self._task_from_row(r) for r in rows]
 

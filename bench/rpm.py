@@ -1,0 +1,447 @@
+"""Throughput at the rate limit: the real client against the simulated provider.
+
+    .venv/bin/python bench/rpm.py                  # every scenario, prints a table (~4 min)
+    .venv/bin/python bench/rpm.py --only 1,4       # some scenarios
+    .venv/bin/python bench/rpm.py --base-url URL --model M --rpm R [--api chat]
+                                                   # scenario 1 against a real endpoint
+
+The simulator runs in its own process (``python -m selfinstruct_async.simulator``) so the
+client's CPU time is its own. Scenarios (issue 3):
+
+1. limit known: server and client at 3,000 RPM, latency median 0.5 s (lognormal), 60 s
+   measured after a 3 s warm-up: achieved RPM / limit (>= 0.98) and 429s caused (0).
+2. limit unknown: client configured at 6,000 RPM, server limit 3,000: achieved / server
+   limit (>= 0.90) and 429 share (<= 2%); 2b repeats it with the server sending no
+   ``x-ratelimit-*`` headers (AIMD on 429s alone; reported, no target).
+3. faults: 5% 5xx, 2% resets, 1% hangs: every request ends succeeded or reported failed,
+   exactly once.
+4. overhead: zero-latency server, no limit: requests per client CPU-second, and the ratio
+   to a bare aiohttp loop in the same run (>= 0.5).
+5. the scenario-1 workload through fixed batches (send a batch, wait for all of it, the
+   original scripts' way): its achieved RPM as a fraction of ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from selfinstruct_async.config import EndpointConfig  # noqa: E402
+from selfinstruct_async.errors import LLMError  # noqa: E402
+from selfinstruct_async.http_client import HTTPClient, build_http_client  # noqa: E402
+from selfinstruct_async.llm import CompletionRequest  # noqa: E402
+from selfinstruct_async.usage import UsageMeter  # noqa: E402
+
+PROMPT = "Come up with a series of tasks. Task 1: write a haiku about the sea. Task 2:"
+
+
+@dataclass
+class Row:
+    scenario: str
+    measured: str
+    target: str
+    verdict: str
+
+
+@dataclass
+class Server:
+    base_url: str
+    proc: subprocess.Popen[str]
+
+    async def stats(self) -> dict[str, Any]:
+        root = self.base_url.removesuffix("/v1")
+        async with aiohttp.ClientSession() as s, s.get(f"{root}/_simulator/stats") as r:
+            data: dict[str, Any] = await r.json()
+            return data
+
+
+@asynccontextmanager
+async def simulator(*flags: str) -> AsyncIterator[Server]:
+    cmd = [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0"]
+    cmd += ["--responder", "echo", *flags]
+    proc = await asyncio.to_thread(
+        subprocess.Popen, cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        yield Server(line.removeprefix("listening on ").strip(), proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def request(i: int, max_tokens: int = 16) -> CompletionRequest:
+    return CompletionRequest(stage="bench", prompt=f"{PROMPT} {i}", max_tokens=max_tokens)
+
+
+@dataclass
+class Drive:
+    done: list[float] = field(default_factory=list)  # completion times of successes
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def drive(client: HTTPClient, workers: int, seconds: float) -> Drive:
+    """Keep ``workers`` requests outstanding for ``seconds``, then cancel what is left."""
+    result = Drive()
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while True:
+            start = time.monotonic()
+            try:
+                await client.complete(request(next(counter)))
+            except LLMError:
+                result.failed += 1
+                continue
+            now = time.monotonic()
+            result.done.append(now)
+            result.latencies.append(now - start)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    await asyncio.sleep(seconds)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+def rate_in(times: Sequence[float], start: float, seconds: float) -> float:
+    """Completions per minute within ``[start, start + seconds)``."""
+    return sum(1 for t in times if start <= t < start + seconds) / seconds * 60.0
+
+
+def ok(flag: bool) -> str:
+    return "PASS" if flag else "FAIL"
+
+
+# -- scenarios ----------------------------------------------------------------------------
+
+
+async def limit_known(
+    base_url: str,
+    model: str,
+    rpm: float,
+    *,
+    api: str = "completions",
+    warmup: float = 3.0,
+    seconds: float = 60.0,
+    latency: float = 0.5,
+    api_key_env: str = "OPENAI_API_KEY",
+    server: Server | None = None,
+) -> tuple[list[Row], float]:
+    usage = UsageMeter()
+    config = EndpointConfig(
+        base_url=base_url,
+        model=model,
+        api=api,  # type: ignore[arg-type]
+        api_key_env=api_key_env,
+        rpm=rpm,
+        concurrency=1024,
+        expected_latency=latency,
+        timeout=60.0,
+    )
+    workers = max(64, math.ceil(rpm / 60 * latency * 4))
+    async with build_http_client([config], usage) as client:
+        t0 = time.monotonic()
+        result = await drive(client, workers, warmup + seconds)
+    achieved = rate_in(result.done, t0 + warmup, seconds)
+    if server is not None:
+        throttled = (await server.stats())["rate_limited"]
+    else:
+        throttled = usage.totals().rate_limited
+    p50 = statistics.median(result.latencies) if result.latencies else math.nan
+    rows = [
+        Row(
+            f"1 limit known ({rpm:g} RPM, {seconds:g} s)",
+            f"{achieved:,.0f} RPM = {achieved / rpm:.3f} of limit (p50 {p50:.2f} s incl. queueing)",
+            ">= 0.98",
+            ok(achieved / rpm >= 0.98),
+        ),
+        Row("1 429s caused", f"{throttled}", "0", ok(throttled == 0)),
+    ]
+    return rows, achieved
+
+
+async def limit_unknown(headers: bool, seconds: float = 40.0) -> list[Row]:
+    flags = ["--rpm", "3000", "--latency", "0.5", "--latency-sigma", "0.5", "--seed", "2"]
+    if not headers:
+        flags.append("--no-rate-limit-headers")
+    async with simulator(*flags) as server:
+        config = EndpointConfig(
+            base_url=server.base_url,
+            model="sim-model",
+            rpm=6000,
+            concurrency=1024,
+            expected_latency=0.5,
+        )
+        async with build_http_client([config], UsageMeter()) as client:
+            t0 = time.monotonic()
+            result = await drive(client, 200, seconds)
+            final = client.endpoints[0].pacer.rpm
+        stats = await server.stats()
+    achieved = rate_in(result.done, t0, seconds)
+    share = stats["rate_limited"] / max(1, stats["requests"])
+    name = "2 limit unknown (client 6,000, server 3,000)"
+    if not headers:
+        name = "2b same, server sends no x-ratelimit-* headers"
+    return [
+        Row(
+            name,
+            f"{achieved:,.0f} RPM = {achieved / 3000:.3f} of server limit "
+            f"(paced at {final or 0:,.0f} at the end)",
+            ">= 0.90" if headers else "(info)",
+            ok(achieved / 3000 >= 0.90) if headers else "-",
+        ),
+        Row(
+            "2 429 share" if headers else "2b 429 share",
+            f"{share:.2%} ({stats['rate_limited']} of {stats['requests']})",
+            "<= 2%" if headers else "(info)",
+            ok(share <= 0.02) if headers else "-",
+        ),
+    ]
+
+
+async def faults(n: int = 3000) -> list[Row]:
+    flags = ["--latency", "0.05", "--latency-sigma", "0.5", "--seed", "3"]
+    flags += ["--fault-5xx", "0.05", "--fault-reset", "0.02", "--fault-hang", "0.01"]
+    outcomes: dict[int, list[str]] = {}
+    async with simulator(*flags) as server:
+        usage = UsageMeter()
+        config = EndpointConfig(
+            base_url=server.base_url, model="sim-model", concurrency=64, timeout=1.0
+        )
+        sem = asyncio.Semaphore(256)
+
+        async def one(i: int) -> None:
+            async with sem:
+                try:
+                    await client.complete(request(i))
+                except LLMError as exc:
+                    outcomes.setdefault(i, []).append(f"failed: {type(exc).__name__}")
+                else:
+                    outcomes.setdefault(i, []).append("ok")
+
+        async with build_http_client([config], usage) as client:
+            t0 = time.monotonic()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            elapsed = time.monotonic() - t0
+        stats = await server.stats()
+    once = all(len(v) == 1 for v in outcomes.values()) and len(outcomes) == n
+    succeeded = sum(1 for v in outcomes.values() if v == ["ok"])
+    failed = n - succeeded
+    total = usage.totals()
+    injected = stats["faults"]
+    return [
+        Row(
+            f"3 faults ({n} requests, 5% 5xx, 2% reset, 1% hang)",
+            f"{succeeded} succeeded + {failed} reported failed, each exactly once: {once}; "
+            f"{total.retries} retries for {sum(injected.values())} injected faults, "
+            f"{elapsed:.1f} s",
+            "all end once",
+            ok(once and succeeded + failed == n),
+        )
+    ]
+
+
+async def overhead(n: int = 6000, concurrency: int = 32) -> list[Row]:
+    body = json.dumps({"model": "sim-model", "prompt": PROMPT, "max_tokens": 16}).encode()
+    async with simulator() as server:
+        url = f"{server.base_url}/completions"
+
+        async def bare() -> None:
+            connector = aiohttp.TCPConnector(limit=concurrency)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                sem = asyncio.Semaphore(concurrency)
+
+                async def one() -> None:
+                    async with sem:
+                        headers = {"Content-Type": "application/json"}
+                        async with session.post(url, data=body, headers=headers) as resp:
+                            payload = json.loads(await resp.read())
+                            assert payload["choices"][0]["text"]
+
+                await asyncio.gather(*(one() for _ in range(n)))
+
+        async def ours() -> None:
+            config = EndpointConfig(
+                base_url=server.base_url, model="sim-model", concurrency=concurrency
+            )
+            async with build_http_client([config], UsageMeter()) as client:
+                sem = asyncio.Semaphore(concurrency * 4)
+
+                async def one(i: int) -> None:
+                    async with sem:
+                        completion = await client.complete(request(i))
+                        assert completion.text
+
+                await asyncio.gather(*(one(i) for i in range(n)))
+
+        async def measure(fn: Callable[[], Any]) -> tuple[float, float]:
+            cpu, wall = time.process_time(), time.monotonic()
+            await fn()
+            return n / (time.process_time() - cpu), n / (time.monotonic() - wall)
+
+        await bare()  # warm both paths (imports, tiktoken, connections)
+        await ours()
+        bare_cpu, bare_wall = await measure(bare)
+        ours_cpu, ours_wall = await measure(ours)
+    ratio = ours_cpu / bare_cpu
+    return [
+        Row(
+            f"4 overhead ({n} requests, zero latency, no limit)",
+            f"{ours_cpu:,.0f} req per client CPU-s vs bare aiohttp {bare_cpu:,.0f} "
+            f"= {ratio:.2f} (wall: {ours_wall:,.0f} vs {bare_wall:,.0f} req/s)",
+            ">= 0.5",
+            ok(ratio >= 0.5),
+        )
+    ]
+
+
+async def fixed_batches(ours_rpm: float, seconds: float = 30.0, batch: int = 50) -> list[Row]:
+    flags = ["--rpm", "3000", "--latency", "0.5", "--latency-sigma", "0.5", "--seed", "5"]
+    body = {"model": "sim-model", "prompt": PROMPT, "max_tokens": 16}
+    done: list[float] = []
+    async with simulator(*flags) as server:
+        url = f"{server.base_url}/completions"
+        connector = aiohttp.TCPConnector(limit=batch)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one() -> None:
+                while True:
+                    async with session.post(url, json=body) as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            done.append(time.monotonic())
+                            return
+                        await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+
+            t0 = time.monotonic()
+            while time.monotonic() < t0 + seconds:
+                await asyncio.gather(*(one() for _ in range(batch)))
+        stats = await server.stats()
+    achieved = rate_in(done, t0, seconds)
+    return [
+        Row(
+            f"5 fixed batches of {batch} (scenario-1 workload, {seconds:g} s)",
+            f"{achieved:,.0f} RPM = {achieved / ours_rpm:.2f} of ours "
+            f"({ours_rpm:,.0f} RPM); its 429s: {stats['rate_limited']}",
+            "(baseline)",
+            "-",
+        )
+    ]
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Row]) -> str:
+    head = Row("scenario", "measured", "target", "result")
+    widths = [max(len(getattr(r, f)) for r in [head, *rows]) for f in Row.__dataclass_fields__]
+
+    def line(r: Row) -> str:
+        cells = [
+            getattr(r, f).ljust(w) for f, w in zip(Row.__dataclass_fields__, widths, strict=True)
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(r) for r in rows)])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
+            if text_line.startswith("model name"):
+                cpu = text_line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+async def run_all(only: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    ours_rpm = math.nan
+    if "1" in only or "5" in only:
+        flags = ["--rpm", "3000", "--latency", "0.5", "--latency-sigma", "0.5", "--seed", "1"]
+        async with simulator(*flags) as server:
+            seconds = 60.0 if "1" in only else 20.0
+            found, ours_rpm = await limit_known(
+                server.base_url, "sim-model", 3000, seconds=seconds, server=server
+            )
+        if "1" in only:
+            rows += found
+    if "2" in only:
+        rows += await limit_unknown(headers=True)
+        rows += await limit_unknown(headers=False)
+    if "3" in only:
+        rows += await faults()
+    if "4" in only:
+        rows += await overhead()
+    if "5" in only:
+        rows += await fixed_batches(ours_rpm)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", default="1,2,3,4,5", help="comma-separated scenarios to run")
+    p.add_argument("--base-url", help="run scenario 1 against this endpoint instead")
+    p.add_argument("--model", default="")
+    p.add_argument("--rpm", type=float, default=None)
+    p.add_argument("--api", choices=("completions", "chat"), default="completions")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--latency", type=float, default=1.0, help="expected latency (pool size)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    if args.base_url:
+        if not args.model or not args.rpm:
+            p.error("--base-url needs --model and --rpm")
+        rows, _ = asyncio.run(
+            limit_known(
+                args.base_url,
+                args.model,
+                args.rpm,
+                api=args.api,
+                seconds=args.seconds,
+                latency=args.latency,
+                api_key_env=args.api_key_env,
+            )
+        )
+    else:
+        rows = asyncio.run(run_all(set(args.only.split(","))))
+    print(table(rows))
+    print(f"\nmachine: {machine()}; took {time.monotonic() - started:.0f} s")
+    return 0 if all(r.verdict != "FAIL" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

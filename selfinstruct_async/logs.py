@@ -1,0 +1,177 @@
+"""Logging for the ``selfinstruct`` command: human lines or JSON lines, never an API key.
+
+:func:`configure_logging` installs one handler on the ``selfinstruct_async`` logger.
+Every record it emits passes :class:`RedactSecrets` first, which replaces the values of
+the environment variables that hold keys (``OPENAI_API_KEY`` and whatever
+``api_key_env`` names) and anything shaped like a key (``sk-...``, ``Bearer ...``) in the
+message, its arguments, extra fields and formatted tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+LOGGER = "selfinstruct_async"
+REDACTED = "[redacted]"
+DEFAULT_SECRET_ENV = ("OPENAI_API_KEY",)
+# Values shorter than this are not treated as secrets: redacting "1" or "true" everywhere
+# would mangle every message and protect nothing.
+_MIN_SECRET_LENGTH = 8
+_KEY_PATTERNS = (
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE),
+)
+# Attributes every LogRecord has; anything else came in through ``extra=``.
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_HANDLER_MARK = "_selfinstruct_handler"
+
+
+class Redactor:
+    """Replaces known secret values and key-shaped tokens in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a key that contains another is replaced whole.
+        self.secrets = sorted(
+            {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True
+        )
+
+    @classmethod
+    def from_env(cls, names: Iterable[str], environ: Mapping[str, str] | None = None) -> Redactor:
+        env = os.environ if environ is None else environ
+        return cls(env[name] for name in names if env.get(name))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        for pattern in _KEY_PATTERNS:
+            text = pattern.sub(REDACTED, text)
+        return text
+
+    def value(self, value: Any) -> Any:
+        """``value`` with secrets removed from any text inside it (JSON-like structures)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {self(str(k)): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self(str(value))
+
+
+class RedactSecrets(logging.Filter):
+    """Scrub a record's message, arguments and extra fields before any formatter sees it."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what we can, scrubbed
+            message = f"{record.msg} {record.args}"
+        record.msg = self.redactor(message)
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS:
+                setattr(record, key, self.redactor.value(value))
+        return True
+
+
+class HumanFormatter(logging.Formatter):
+    """``time LEVEL message key=value...``; tracebacks are scrubbed too."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extra = extra_fields(record)
+        if extra:
+            text += " " + " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in extra.items())
+        return self.redactor(text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, extra fields, exception."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in extra_fields(record).items():
+            data.setdefault(key, value)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return self.redactor(json.dumps(self.redactor.value(data), default=str))
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """Fields passed with ``extra=`` (anything a plain LogRecord does not have)."""
+    return {
+        k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")
+    }
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at the time, so a live display can redirect it."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
+def configure_logging(
+    *,
+    verbose: bool,
+    json_lines: bool,
+    stream: TextIO,
+    secret_env: Iterable[str] = DEFAULT_SECRET_ENV,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Send ``selfinstruct_async`` records to ``stream``, scrubbed, as text or JSON lines.
+
+    Calling it again replaces the handler installed before. ``secret_env`` names the
+    environment variables holding keys; their values never appear in the output.
+    """
+    logger = logging.getLogger(LOGGER)
+    for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
+        logger.removeHandler(old)
+    redactor = Redactor.from_env([*DEFAULT_SECRET_ENV, *secret_env], environ)
+    handler: logging.Handler
+    if stream is sys.stderr or stream is sys.__stderr__:
+        handler = _StderrHandler()
+    else:
+        handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets(redactor))
+    handler.setFormatter(JsonFormatter(redactor) if json_lines else HumanFormatter(redactor))
+    setattr(handler, _HANDLER_MARK, True)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -1,0 +1,397 @@
+"""Live monitoring of a running generation: ``/healthz``, ``/status`` and ``/metrics`` over HTTP.
+
+The endpoint is optional and bound to loopback unless told otherwise; it only reads
+:meth:`RunContext.status` snapshots, so it can neither slow down nor change the run.
+Rates (requests and tokens per minute, tasks accepted per second) are not in a snapshot:
+they come from successive snapshots kept in a bounded :class:`RateHistory`, sampled on
+every request and at a fixed refresh rate. :func:`summarize` turns a snapshot plus that
+history into the figures ``/status``, ``/metrics`` and the progress display all show.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+StatusFn = Callable[[], dict[str, Any]]
+Clock = Callable[[], float]
+
+RATE_WINDOW = 60.0  # seconds over which RPM, TPM and the acceptance rate are measured
+SAMPLE_INTERVAL = 5.0  # refresh rate of the sampler; requests sample as well
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "requests", "retries", "rate_limited",
+                 "failures", "cost_usd")  # fmt: skip
+LEVELS = ("instruction", "instance", "task")
+# What counts as accepted at each filter level, to set against ``rejected.<level>.*``.
+_ACCEPTED_COUNTER = {
+    "instruction": "instructions.accepted",
+    "instance": "instances.accepted",
+    "task": "tasks.accepted",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Cumulative totals at one moment (wall-clock seconds, like ``status()["started"]``)."""
+
+    time: float
+    requests: float
+    tokens: float
+    accepted: float
+
+
+def usage_totals(status: Mapping[str, Any]) -> dict[str, float]:
+    """The usage counters of a snapshot summed over stages (zeros when there is no usage)."""
+    totals = dict.fromkeys(_USAGE_FIELDS, 0.0)
+    stages = (status.get("usage") or {}).get("stages") or {}
+    for counters in stages.values():
+        for name in _USAGE_FIELDS:
+            totals[name] += float(counters.get(name, 0) or 0)
+    return totals
+
+
+class RateHistory:
+    """A bounded record of recent :class:`Sample` s, from which rates are computed."""
+
+    def __init__(
+        self, window: float = RATE_WINDOW, maxlen: int = 1024, clock: Clock = time.time
+    ) -> None:
+        self.window = window
+        self.clock = clock
+        self._samples: deque[Sample] = deque(maxlen=maxlen)
+
+    def observe(self, status: Mapping[str, Any], now: float | None = None) -> Sample:
+        """Record the totals of ``status`` at ``now`` (default: the current time)."""
+        totals = usage_totals(status)
+        sample = Sample(
+            time=self.clock() if now is None else now,
+            requests=totals["requests"],
+            tokens=totals["prompt_tokens"] + totals["completion_tokens"],
+            accepted=float(status.get("accepted", 0) or 0),
+        )
+        if self._samples and sample.time < self._samples[-1].time:
+            self._samples.clear()  # the clock went back: old samples would give nonsense rates
+        self._samples.append(sample)
+        # Keep one sample at or beyond the window's start, so the rate spans a whole window.
+        while len(self._samples) > 2 and self._samples[1].time <= sample.time - self.window:
+            self._samples.popleft()
+        return sample
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self._samples)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+
+def _rates(history: Sequence[Sample], window: float) -> tuple[float | None, ...]:
+    """Requests/min, tokens/min and accepted/s between the oldest and newest useful samples."""
+    if len(history) < 2:
+        return None, None, None
+    last = history[-1]
+    first = next((s for s in reversed(history) if s.time <= last.time - window), history[0])
+    span = last.time - first.time
+    if span <= 0:
+        return None, None, None
+    return (
+        max(0.0, last.requests - first.requests) / span * 60.0,
+        max(0.0, last.tokens - first.tokens) / span * 60.0,
+        max(0.0, last.accepted - first.accepted) / span,
+    )
+
+
+def _counter(counters: Mapping[str, Any], name: str) -> float:
+    return float(counters.get(name, 0) or 0)
+
+
+def summarize(
+    status: Mapping[str, Any],
+    history: Iterable[Sample] = (),
+    *,
+    now: float | None = None,
+    window: float = RATE_WINDOW,
+) -> dict[str, Any]:
+    """Progress figures from a status snapshot and recent samples; JSON-able and pure.
+
+    ``now`` defaults to the newest sample's time (take a sample just before calling), or
+    the snapshot's start when there is none. Rates are ``None`` until two samples exist;
+    the acceptance rate then falls back to the session average, so an ETA shows early.
+    """
+    samples = list(history)
+    counters: Mapping[str, Any] = status.get("counters") or {}
+    started = float(status.get("started", 0) or 0)
+    if now is None:
+        now = samples[-1].time if samples else started
+    target = int(status.get("target", 0) or 0)
+    accepted = int(status.get("accepted", 0) or 0)
+    rpm, tpm, per_second = _rates(samples, window)
+    elapsed = max(0.0, now - started)
+    if not per_second:
+        session = _counter(counters, "tasks.accepted")
+        per_second = session / elapsed if elapsed > 0 and session > 0 else per_second
+    remaining = max(0, target - accepted) if target > 0 else None
+    eta: float | None = None
+    if remaining == 0:
+        eta = 0.0
+    elif remaining is not None and per_second:
+        eta = remaining / per_second
+
+    acceptance: dict[str, Any] = {}
+    rejected_by_level: dict[str, dict[str, float]] = {level: {} for level in LEVELS}
+    for name, value in counters.items():
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "rejected":
+            rejected_by_level.setdefault(parts[1], {})[parts[2]] = float(value)
+    for level, by_filter in rejected_by_level.items():
+        passed = _counter(counters, _ACCEPTED_COUNTER.get(level, f"{level}s.accepted"))
+        rejected = sum(by_filter.values())
+        seen = passed + rejected
+        acceptance[level] = {
+            "accepted": passed,
+            "rejected": rejected,
+            "rate": passed / seen if seen else None,
+            "rejected_by_filter": dict(sorted(by_filter.items(), key=lambda kv: -kv[1])),
+        }
+
+    stages = {
+        "generate_instructions": {
+            "requests": _counter(counters, "requests.generate_instructions"),
+            "failed": _counter(counters, "failed.generate_instructions"),
+            "items": _counter(counters, "instructions.generated"),
+        },
+        "filter_instructions": {
+            "items": acceptance["instruction"]["accepted"] + acceptance["instruction"]["rejected"],
+            "accepted": acceptance["instruction"]["accepted"],
+        },
+        "identify_classification": {
+            "requests": _counter(counters, "requests.identify_classification"),
+            "failed": _counter(counters, "failed.identify_classification"),
+            "items": sum(
+                _counter(counters, f"classification.{answer}")
+                for answer in ("yes", "no", "unparseable")
+            ),
+        },
+        "generate_instances": {
+            "requests": _counter(counters, "requests.generate_instances"),
+            "failed": _counter(counters, "failed.generate_instances"),
+            "items": _counter(counters, "instances.generated"),
+        },
+        "filter_instances": {
+            "items": acceptance["task"]["accepted"] + acceptance["task"]["rejected"],
+            "accepted": acceptance["task"]["accepted"],
+        },
+    }
+    usage = usage_totals(status)
+    return {
+        "run_dir": status.get("run_dir"),
+        "target": target,
+        "accepted": accepted,
+        "progress": accepted / target if target > 0 else None,
+        "pending": int(status.get("pending", 0) or 0),
+        "undecided": int(status.get("undecided", 0) or 0),
+        "generating": int(status.get("generating", 0) or 0),
+        "in_flight": int(status.get("in_flight", 0) or 0),
+        "stopping": bool(status.get("stopping", False)),
+        "queues": dict(status.get("queues") or {}),
+        "stages": stages,
+        "acceptance": acceptance,
+        "rates": {
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "accepted_per_second": per_second,
+            "window_seconds": window,
+        },
+        "tokens": {
+            "prompt": usage["prompt_tokens"],
+            "completion": usage["completion_tokens"],
+            "total": usage["prompt_tokens"] + usage["completion_tokens"],
+        },
+        "usage": usage,
+        "usage_by_stage": dict((status.get("usage") or {}).get("stages") or {}),
+        "started": started,
+        "elapsed_seconds": elapsed,
+        "eta_seconds": eta,
+        "counters": dict(counters),
+    }
+
+
+class StatusCollector(Collector):
+    """Prometheus metrics read from a fresh snapshot at every scrape."""
+
+    def __init__(self, status: StatusFn, history: RateHistory) -> None:
+        self._status = status
+        self._history = history
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._status()
+        self._history.observe(snapshot)
+        yield from metric_families(summarize(snapshot, self._history, window=self._history.window))
+
+
+def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
+    if value is not None and math.isfinite(value):
+        yield GaugeMetricFamily(name, doc, value=value)
+
+
+def metric_families(summary: Mapping[str, Any]) -> Iterator[Metric]:
+    """The metrics of a :func:`summarize` result (documented in ``docs/daemon.md``)."""
+    tasks = GaugeMetricFamily("selfinstruct_tasks", "Tasks by state.", labels=["state"])
+    for state in ("accepted", "pending", "undecided"):
+        tasks.add_metric([state], summary[state])
+    yield tasks
+    yield from _gauge("selfinstruct_target_tasks", "Target (0: unlimited).", summary["target"])
+    yield from _gauge(
+        "selfinstruct_generating_requests", "Generation requests under way.", summary["generating"]
+    )
+    yield from _gauge(
+        "selfinstruct_in_flight_requests", "Requests awaiting an answer.", summary["in_flight"]
+    )
+    yield from _gauge("selfinstruct_stopping", "1 while draining.", float(summary["stopping"]))
+    yield from _gauge(
+        "selfinstruct_started_timestamp_seconds", "Start of this session.", summary["started"]
+    )
+    queues = GaugeMetricFamily("selfinstruct_queue_depth", "Items waiting.", labels=["queue"])
+    for name, depth in sorted(summary["queues"].items()):
+        queues.add_metric([name], depth)
+    yield queues
+    rates = summary["rates"]
+    yield from _gauge(
+        "selfinstruct_requests_per_minute", "Completions per minute, last window.",
+        rates["requests_per_minute"],
+    )  # fmt: skip
+    yield from _gauge(
+        "selfinstruct_tokens_per_minute", "Tokens per minute, last window.",
+        rates["tokens_per_minute"],
+    )  # fmt: skip
+    yield from _gauge("selfinstruct_eta_seconds", "Seconds to the target.", summary["eta_seconds"])
+    ratio = GaugeMetricFamily(
+        "selfinstruct_acceptance_ratio", "Share passing the filters.", labels=["level"]
+    )
+    rejections = CounterMetricFamily(
+        "selfinstruct_rejections", "Rejections this session.", labels=["level", "filter"]
+    )
+    for level, info in sorted(summary["acceptance"].items()):
+        if info["rate"] is not None:
+            ratio.add_metric([level], info["rate"])
+        for name, count in sorted(info["rejected_by_filter"].items()):
+            rejections.add_metric([level, name], count)
+    yield ratio
+    yield rejections
+    events = CounterMetricFamily(
+        "selfinstruct_events", "Pipeline counters this session.", labels=["name"]
+    )
+    for name, value in sorted(summary["counters"].items()):
+        if not name.startswith("rejected."):
+            events.add_metric([name], float(value))
+    yield events
+    per_stage = {
+        "prompt_tokens": ("selfinstruct_prompt_tokens", "Prompt tokens."),
+        "completion_tokens": ("selfinstruct_completion_tokens", "Completion tokens."),
+        "requests": ("selfinstruct_requests", "Completed requests."),
+        "retries": ("selfinstruct_retries", "Attempts after the first."),
+        "rate_limited": ("selfinstruct_rate_limited", "429 answers."),
+        "failures": ("selfinstruct_failures", "Requests that ended in an error."),
+        "cost_usd": ("selfinstruct_cost_usd", "Cost in USD."),
+    }
+    for key, (name, doc) in per_stage.items():
+        family = CounterMetricFamily(name, f"{doc} Whole run, by stage.", labels=["stage"])
+        for stage, counters in sorted(summary["usage_by_stage"].items()):
+            family.add_metric([stage], float(counters.get(key, 0) or 0))
+        yield family
+
+
+def make_app(status: StatusFn, history: RateHistory) -> web.Application:
+    """The aiohttp application; a dedicated registry so two servers never share metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(status, history))
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            stopping = bool(status().get("stopping", False))
+        except Exception as error:  # a broken snapshot means an unhealthy run, not a 500
+            return web.Response(status=503, text=f"error: {error}\n")
+        if stopping:
+            return web.Response(status=503, text="stopping\n")
+        return web.Response(text="ok\n")
+
+    async def status_json(request: web.Request) -> web.Response:
+        snapshot = status()
+        history.observe(snapshot)
+        summary = summarize(snapshot, history, window=history.window)
+        return web.json_response(summary)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/status", status_json)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _sample(status: StatusFn, history: RateHistory, interval: float) -> None:
+    # A refresh rate so that rates exist however rarely anyone asks; not a wait for a condition.
+    while True:
+        try:
+            history.observe(status())
+        except Exception:  # the monitor must never take the run down; /healthz reports it
+            log.debug("monitor: status snapshot failed", exc_info=True)
+        await anyio.sleep(interval)
+
+
+async def serve_monitor(
+    status: StatusFn,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    sample_interval: float = SAMPLE_INTERVAL,
+    clock: Clock = time.time,
+    task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the monitor until cancelled; ``task_status.started(url)`` once it listens.
+
+    ``port=0`` picks a free port (the URL says which). A port that cannot be bound is a
+    :class:`ConfigError` naming the address. ``clock`` gives wall-clock seconds for the
+    rate samples (tests pass a fake one).
+    """
+    history = RateHistory(clock=clock)
+    # A short shutdown timeout: a scraper's idle keep-alive must not hold up the run's exit.
+    runner = web.AppRunner(
+        make_app(status, history), handle_signals=False, access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            raise ConfigError(
+                f"monitor: cannot listen on {host}:{port} ({error.strerror or error})"
+            ) from None
+        bound = runner.addresses[0]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{bound[1]}"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_sample, status, history, sample_interval)
+            task_status.started(url)
+            await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

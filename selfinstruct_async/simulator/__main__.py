@@ -1,0 +1,101 @@
+"""Run the simulated provider: ``python -m selfinstruct_async.simulator --port 8000 --rpm 3000``.
+
+Prints ``listening on http://HOST:PORT/v1`` once it accepts requests (``--port 0`` picks a
+free port, which is how ``bench/rpm.py`` starts it in a separate process) and serves until
+interrupted. ``GET /_simulator/stats`` returns the counters as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from .server import SimulatorSettings, echo_respond, running_simulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m selfinstruct_async.simulator",
+        description="A simulated OpenAI-compatible provider on loopback.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--rpm", type=float, default=None, help="requests per minute (default: none)")
+    p.add_argument("--tpm", type=float, default=None, help="tokens per minute (default: none)")
+    p.add_argument("--window", type=float, default=1.0, help="seconds of burst the limits allow")
+    p.add_argument("--no-rate-limit-headers", action="store_true", help="omit x-ratelimit-*")
+    p.add_argument("--latency", type=float, default=0.0, help="median latency in seconds")
+    p.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma (0: fixed)")
+    for fault in ("5xx", "reset", "hang", "malformed", "empty", "truncate"):
+        p.add_argument(f"--fault-{fault}", type=float, default=0.0, metavar="P")
+    p.add_argument("--hang-seconds", type=float, default=3600.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="sim-model")
+    p.add_argument(
+        "--api-key-env",
+        default="",
+        help="require the key held in this environment variable as a Bearer token",
+    )
+    p.add_argument(
+        "--responder",
+        choices=("self-instruct", "echo"),
+        default="self-instruct",
+        help="answers that follow our prompts (default) or the prompt's first words",
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        raise SystemExit(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    return SimulatorSettings(
+        latency_median=args.latency,
+        latency_sigma=args.latency_sigma,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        window=args.window,
+        rate_limit_headers=not args.no_rate_limit_headers,
+        fault_5xx=args.fault_5xx,
+        fault_reset=args.fault_reset,
+        fault_hang=args.fault_hang,
+        fault_malformed=args.fault_malformed,
+        fault_empty=args.fault_empty,
+        fault_truncate=args.fault_truncate,
+        hang_seconds=args.hang_seconds,
+        seed=args.seed,
+        model=args.model,
+        api_key=api_key,
+        responder=echo_respond if args.responder == "echo" else None,
+    )
+
+
+async def _serve(settings: SimulatorSettings, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running_simulator(settings, host=host, port=port) as handle:
+        print(f"listening on {handle.base_url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(settings, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
