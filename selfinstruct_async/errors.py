@@ -77,6 +77,10 @@ class PermanentHTTPError(LLMError):
 class RetriesExhausted(LLMError):
     """Every attempt failed with a transient error."""
 
+    def __init__(self, message: str, *, attempts: int = 0, last_failure: str = "") -> None:
+        self.attempts, self.last_failure = attempts, last_failure
+        super().__init__(message)
+
 
 class BudgetExhausted(LLMError):
     """The run's token or cost budget is spent."""

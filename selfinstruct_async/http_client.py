@@ -348,15 +348,14 @@ class HTTPClient:
                 )
             if not self.policy.should_retry(attempt, failure):
                 self.usage.record(request.stage, failures=1)
-                error = RetriesExhausted(
+                raise RetriesExhausted(
                     self.redact(
                         f"{request.stage}: {attempt} attempt(s) failed; last at "
                         f"{endpoint.url}: {failure.kind.value}: {failure.message}"
-                    )
+                    ),
+                    attempts=attempt,
+                    last_failure=failure.kind.value,
                 )
-                error.attempts = attempt  # type: ignore[attr-defined]
-                error.last_failure = failure.kind.value  # type: ignore[attr-defined]
-                raise error
             delay = self.policy.delay(attempt, failure, self._rng)
             self.usage.record(request.stage, retries=1)
             logger.debug(

@@ -8,6 +8,7 @@ through the distribution's file list, without importing the package (which needs
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import threading
@@ -81,6 +82,10 @@ class LocalClient:
             )
         return self._model
 
+    def _request_seed(self, request: CompletionRequest) -> int:
+        digest = hashlib.sha256(f"{self._seed}\0{request.system}\0{request.prompt}".encode())
+        return int.from_bytes(digest.digest()[:4], "big")
+
     def _generate(self, request: CompletionRequest) -> dict[str, Any]:
         with self._lock:  # llama.cpp contexts are not safe to share between threads
             model = self._load()
@@ -91,6 +96,9 @@ class LocalClient:
                 "presence_penalty": request.presence_penalty,
                 "frequency_penalty": request.frequency_penalty,
                 "stop": list(request.stop_for(self.config.api)) or None,
+                # Seeded by content, not by call order: the same prompt gets the same
+                # answer however the stages interleave, so runs and resumes reproduce.
+                "seed": self._request_seed(request),
             }
             try:
                 if self.config.api == "chat":

@@ -49,7 +49,7 @@ def test_endpoint_flags_create_an_endpoint_when_the_file_has_none() -> None:
     [
         ("[run]\ntargte = 3\n", "run.targte: unknown key"),
         ("[run]\ntarget = 'ten'\n", "run.target: expected int"),
-        ("[run]\ntarget = 0\n", "run.target: must be >= 1"),
+        ("[run]\ntarget = -1\n", "run.target: must be >= 0"),
         ("[generation]\ntop_p = 1.5\n", "generation.top_p: must be <= 1.0"),
         ("[[endpoints]]\napi = 'rest'\n", "endpoints[0].api: expected 'completions' or 'chat'"),
         ("[[endpoints]]\napi_key = 'sk-secret'\n", "endpoints[0].api_key: unknown key"),

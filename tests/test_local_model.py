@@ -27,12 +27,15 @@ from selfinstruct_async.usage import UsageMeter
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'local' extra)")
 
+# A real model on 2 cores: minutes, not seconds, when the machine is busy.
+pytestmark = pytest.mark.timeout(900)
+
 from selfinstruct_async.local_backend import default_model_path
 
 SMALL = {
     "generation": {"max_tokens": 120, "workers": 1},
-    "classification": {"workers": 1},
-    "instances": {"max_tokens": 160, "workers": 1},
+    "classification": {"workers": 1, "demonstrations": 8},
+    "instances": {"max_tokens": 100, "workers": 1, "demonstrations": 2},
 }
 
 
@@ -49,15 +52,16 @@ def read_tasks(out: Path) -> list[dict[str, Any]]:
 @pytest.mark.anyio
 async def test_embedded_model_runs_every_stage_and_filters_its_repetitions(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    summary = await run(tiny_config(out, target=3))
+    # Chat mode: the chat-tuned 135M model tends to repeat the list it was shown.
+    summary = await run(tiny_config(out, target=2, local={"api": "chat"}))
     tasks = read_tasks(out)
-    assert summary.accepted == 3 == len(tasks)
+    assert summary.accepted == 2 == len(tasks)
     assert all(task["instances"] for task in tasks)
     with Store(out, read_only=True) as store:
         counters = store.counters()
         usage = store.get_meta("usage")
-    assert counters["requests.identify_classification"] >= 3
-    assert counters["requests.generate_instances"] >= 3
+    assert counters["requests.identify_classification"] >= 2
+    assert counters["requests.generate_instances"] >= 2
     # A 135M model copies its demonstrations; the similarity filter is what stops that.
     assert counters.get("rejected.instruction.rouge_similarity", 0) >= 1
     assert usage["stages"]["generate_instructions"]["completion_tokens"] > 0
@@ -126,10 +130,10 @@ async def test_pipeline_over_http_against_llama_cpp_server(
 ) -> None:
     out = tmp_path / "run"
     config = tiny_config(
-        out, target=2, endpoint={"base_url": llama_server, "model": "smollm2", "api": api}
+        out, target=1, endpoint={"base_url": llama_server, "model": "smollm2", "api": api}
     )
     summary = await run(config)
-    assert summary.accepted == 2 == len(read_tasks(out))
+    assert summary.accepted == 1 == len(read_tasks(out))
     with Store(out, read_only=True) as store:
         usage = store.get_meta("usage")["stages"]
         ledger = store.db.execute("SELECT stage, completion FROM ledger").fetchall()

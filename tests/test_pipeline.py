@@ -76,6 +76,12 @@ class RecordingClient:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def __aenter__(self) -> RecordingClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
 async def test_run_reaches_the_target_with_well_formed_tasks(
@@ -118,9 +124,9 @@ async def test_accepted_instructions_are_pairwise_below_the_similarity_threshold
 async def test_stages_overlap_instead_of_running_in_rounds(
     provider: SimulatorHandle, tmp_path: Path
 ) -> None:
-    config = make_config(provider, tmp_path / "run", target=15)
-    client = RecordingClient(build_client(config))
-    await run(config, client=client)
+    config = make_config(provider, tmp_path / "run", target=40)
+    async with RecordingClient(build_client(config)) as client:
+        await run(config, client=client)
     generation = [e for e in client.events if e.stage == "generate_instructions"]
     downstream = [e for e in client.events if e.stage != "generate_instructions"]
     assert len(generation) >= 2 and downstream
@@ -135,8 +141,8 @@ async def test_resume_grows_the_dataset_without_duplicates_or_replayed_prompts(
     await run(make_config(provider, out, target=6))
     first = read_tasks(out)
     config = make_config(provider, out, target=14)
-    client = RecordingClient(build_client(config))
-    summary = await run(config, client=client)
+    async with RecordingClient(build_client(config)) as client:
+        summary = await run(config, client=client)
     tasks = read_tasks(out)
     assert summary.accepted == 14 == len(tasks)
     assert tasks[: len(first)] == first
@@ -155,10 +161,10 @@ async def test_interrupted_run_resumes_pending_tasks_and_loses_nothing(
 ) -> None:
     out = tmp_path / "run"
     config = make_config(provider, out, target=30)
-    client = RecordingClient(build_client(config), stop_after=25)
-    with anyio.CancelScope() as scope:
-        client.scope = scope
-        await run(config, client=client)
+    async with RecordingClient(build_client(config), stop_after=25) as client:
+        with anyio.CancelScope() as scope:
+            client.scope = scope
+            await run(config, client=client)
     with Store(out, read_only=True) as store:
         interrupted = store.count_by_status()
         committed = [t.id for t in store.accepted_tasks()]
@@ -182,8 +188,8 @@ async def test_classification_only_prompts_use_classification_seeds_only(
             "generation": {"classification_only": True, "machine_demonstrations": 0},
         }
     )
-    client = RecordingClient(build_client(config))
-    await run(config, client=client)
+    async with RecordingClient(build_client(config)) as client:
+        await run(config, client=client)
     listed = [
         re.sub(r"^\d+\.\s*", "", line)
         for r in client.prompts
@@ -212,7 +218,7 @@ async def test_bad_filter_setting_fails_before_any_request(
         overrides={
             "run": {"out": str(tmp_path / "run")},
             "endpoint": {"base_url": provider.base_url, "model": "sim"},
-            "filters": {"settings": {"word_count": {"max_word": 3}}},
+            "filters": {"word_count": {"max_word": 3}},
         }
     )
     with pytest.raises(ConfigError, match=r"filters\.word_count\.max_word: unknown key"):
