@@ -330,7 +330,7 @@ async def test_api_key_is_sent_as_bearer_but_never_appears_in_errors_or_logs(
         return TransportResponse.from_json(status, {"error": {"message": echoed}})
 
     client = make_client(clock, leaky, api_key=SECRET, max_attempts=5)
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="selfinstruct_async")
     with pytest.raises(PermanentHTTPError) as caught:
         await on_virtual_time(clock, lambda: client.complete(REQUEST))
     assert seen[0] == f"Bearer {SECRET}"

@@ -127,24 +127,29 @@ def chaos_run(
     run_args: tuple[str, ...] = (),
     timeout: float = 600.0,
 ) -> ChaosReport:
-    """Kill a run ``kills`` times at random moments, let it finish, and audit the result."""
+    """Kill a run ``kills`` times at random moments, let it finish, and audit the result.
+
+    The killed runs have no target (``--target 0``), so every kill lands mid-run; the
+    last run resumes and stops at ``target`` (or at once if the pool already holds it).
+    """
     rng = random.Random(seed)
     report = ChaosReport()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with simulator_process(*simulator_args) as base_url:
-        command = run_command(base_url, out, target, list(run_args))
+        forever = run_command(base_url, out, 0, list(run_args))
         for _ in range(kills):
             process = subprocess.Popen(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+                forever, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
             )
             # The moment is the experiment, not a synchronisation: any instant must be safe.
             try:
-                process.wait(timeout=rng.uniform(min_delay, max_delay))
-                report.notes.append("a run finished before its kill; target too small")
+                _, errors = process.communicate(timeout=rng.uniform(min_delay, max_delay))
+                report.notes.append(f"a run ended before its kill: {errors.decode()[-500:]}")
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
-                process.wait()
+                process.communicate()
                 report.kills += 1
+        command = run_command(base_url, out, target, list(run_args))
         final = subprocess.run(command, capture_output=True, env=env, timeout=timeout)
         report.final_exit_code = final.returncode
         if final.returncode != 0:
