@@ -233,7 +233,10 @@ def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             if hi is not None and coerced > hi:
                 raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
         values[name] = coerced
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:  # a dataclass's own __post_init__ checks
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio.to_thread
 
-from .errors import FilterError
+from .errors import FilterError, SelfInstructError
 from .records import Instance, Rejection
 
 OnError = Literal["reject", "stop"]
@@ -132,6 +132,8 @@ class FilterChain:
                 verdict = check(*args)
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
+        except SelfInstructError:
+            raise  # deliberate errors (misconfiguration, say) are not a plugin's bug
         except Exception as error:  # a plugin's bug must not accept the candidate
             log.warning("filter %r raised %s: %s", name, type(error).__name__, error)
             if self.on_error == "stop":
