@@ -13,8 +13,9 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from .llm import Api
+from .llm import Api, CompletionRequest
 from .records import Instance, SeedTask
 
 _WHITESPACE = re.compile(r"\s+")
@@ -39,6 +40,31 @@ class Prompt:
     def stop_for(self, api: Api) -> tuple[str, ...]:
         """The stop sequences to send to the given endpoint kind."""
         return self.chat_stop if api == "chat" else self.stop
+
+    def request(self, stage: str, sampling: Sampling) -> CompletionRequest:
+        """This prompt as a request, with a stage's sampling parameters."""
+        return CompletionRequest(
+            stage=stage,
+            prompt=self.text,
+            system=self.system,
+            stop=self.stop,
+            chat_stop=self.chat_stop,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=getattr(sampling, "top_p", 1.0),
+            presence_penalty=getattr(sampling, "presence_penalty", 0.0),
+            frequency_penalty=getattr(sampling, "frequency_penalty", 0.0),
+        )
+
+
+class Sampling(Protocol):
+    """A stage's sampling settings; top_p and the penalties are optional."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def temperature(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)

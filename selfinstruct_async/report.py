@@ -38,7 +38,7 @@ from typing import Any
 
 from .errors import SelfInstructError
 from .export import TaskFile, new_file_mode
-from .stats import Table1, compute_stats, load_prices, words
+from .stats import Table1, compute_stats, fmt_number, fmt_share, load_prices, words
 from .verbs import VerbSummary, verb_object_counts
 
 PNG_DATA_KEY = "SelfInstructData"
@@ -345,18 +345,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _num(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.{digits}f}"
-    return f"{int(value):,}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, bytes]) -> str:
     """A single page holding the tables and the figures (embedded, no external files)."""
     d = stats["dataset"]
@@ -372,14 +360,17 @@ def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, by
         _table(
             ["statistic", "value"],
             [
-                ["# of instructions", _num(d["instructions"])],
-                ["- # of classification instructions", _num(d["classification"])],
-                ["- # of non-classification instructions", _num(d["non_classification"])],
-                ["# of instances", _num(d["instances"])],
-                ["- # of instances with empty input", _num(d["instances_empty_input"])],
-                ["ave. instruction length (in words)", _num(d["avg_instruction_words"])],
-                ["ave. non-empty input length (in words)", _num(d["avg_nonempty_input_words"])],
-                ["ave. output length (in words)", _num(d["avg_output_words"])],
+                ["# of instructions", fmt_number(d["instructions"])],
+                ["- # of classification instructions", fmt_number(d["classification"])],
+                ["- # of non-classification instructions", fmt_number(d["non_classification"])],
+                ["# of instances", fmt_number(d["instances"])],
+                ["- # of instances with empty input", fmt_number(d["instances_empty_input"])],
+                ["ave. instruction length (in words)", fmt_number(d["avg_instruction_words"])],
+                [
+                    "ave. non-empty input length (in words)",
+                    fmt_number(d["avg_nonempty_input_words"]),
+                ],
+                ["ave. output length (in words)", fmt_number(d["avg_output_words"])],
             ],
         ),
         "<h2>Acceptance by stage and filter</h2>",
@@ -389,10 +380,22 @@ def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, by
     for level in ("instruction", "instance", "task"):
         s = acc[level]
         rows.append(
-            [f"{level}s", _num(s["received"]), _num(s["accepted"]), _pct(s["acceptance_rate"])]
+            [
+                f"{level}s",
+                fmt_number(s["received"]),
+                fmt_number(s["accepted"]),
+                fmt_share(s["acceptance_rate"]),
+            ]
         )
         for name, f in s["filters"].items():
-            rows.append([f"rejected by {name}", _num(f["rejected"]), "", _pct(f["rejected_share"])])
+            rows.append(
+                [
+                    f"rejected by {name}",
+                    fmt_number(f["rejected"]),
+                    "",
+                    fmt_share(f["rejected_share"]),
+                ]
+            )
     parts.append(_table(["stage / filter", "received or rejected", "accepted", "rate"], rows))
     clf = acc["classification"]
     parts.append(
@@ -405,11 +408,11 @@ def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, by
         urows = [
             [
                 stage,
-                _num(u["prompt_tokens"]),
-                _num(u["completion_tokens"]),
-                _num(u["requests"]),
-                _num(u["retries"]),
-                _num(u["throttled"]),
+                fmt_number(u["prompt_tokens"]),
+                fmt_number(u["completion_tokens"]),
+                fmt_number(u["requests"]),
+                fmt_number(u["retries"]),
+                fmt_number(u["throttled"]),
                 "-" if u.get("cost_usd") is None else f"${u['cost_usd']:,.4f}",
             ]
             for stage, u in [*usage["stages"].items(), ("total", usage["total"])]
@@ -431,14 +434,15 @@ def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, by
         per = usage["per_accepted_instruction"]
         cost = per.get("cost_usd")
         parts.append(
-            f"<p>Per accepted instruction: {_num(per.get('total_tokens'))} tokens"
+            f"<p>Per accepted instruction: {fmt_number(per.get('total_tokens'))} tokens"
             + ("" if cost is None else f", ${cost:,.4f}")
             + ".</p>"
         )
     parts.append("<h2>Overlap with the pool</h2>")
     parts.append(
         f"<p>{figs.similarity_scored} instructions scored; mean ROUGE-L "
-        f"{_num(figs.similarity_mean, 3)}, median {_num(figs.similarity_median, 3)}.</p>"
+        f"{fmt_number(figs.similarity_mean, 3)}, "
+        f"median {fmt_number(figs.similarity_median, 3)}.</p>"
     )
     parts.append(_img(images["similarity.png"], "ROUGE-L overlap distribution"))
     parts.append("<h2>Lengths</h2>")
@@ -453,7 +457,7 @@ def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, by
         _table(
             ["verb", "instructions", "top objects"],
             [
-                [vc.verb, _num(vc.count), ", ".join(f"{o} ({n})" for o, n in vc.objects)]
+                [vc.verb, fmt_number(vc.count), ", ".join(f"{o} ({n})" for o, n in vc.objects)]
                 for vc in v.verbs
             ],
         )

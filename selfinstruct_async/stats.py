@@ -395,7 +395,7 @@ def compute_stats(
 # ---------------------------------------------------------------- text output
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def fmt_number(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
     if isinstance(value, float) and not value.is_integer():
@@ -403,7 +403,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{int(value):,}"
 
 
-def _pct(value: float | None) -> str:
+def fmt_share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
@@ -417,14 +417,14 @@ def render_text(stats: Mapping[str, Any]) -> str:
     d = stats["dataset"]
     lines.append(f"{stats['run_dir']}: dataset (Table 1 of the paper)")
     rows = [
-        ("# of instructions", _fmt(d["instructions"])),
-        ("  - classification", _fmt(d["classification"])),
-        ("  - non-classification", _fmt(d["non_classification"])),
-        ("# of instances", _fmt(d["instances"])),
-        ("  - with empty input", _fmt(d["instances_empty_input"])),
-        ("avg. instruction length (words)", _fmt(d["avg_instruction_words"])),
-        ("avg. non-empty input length (words)", _fmt(d["avg_nonempty_input_words"])),
-        ("avg. output length (words)", _fmt(d["avg_output_words"])),
+        ("# of instructions", fmt_number(d["instructions"])),
+        ("  - classification", fmt_number(d["classification"])),
+        ("  - non-classification", fmt_number(d["non_classification"])),
+        ("# of instances", fmt_number(d["instances"])),
+        ("  - with empty input", fmt_number(d["instances_empty_input"])),
+        ("avg. instruction length (words)", fmt_number(d["avg_instruction_words"])),
+        ("avg. non-empty input length (words)", fmt_number(d["avg_nonempty_input_words"])),
+        ("avg. output length (words)", fmt_number(d["avg_output_words"])),
     ]
     lines += [f"  {name:38s}{value:>14s}" for name, value in rows]
 
@@ -435,13 +435,13 @@ def render_text(stats: Mapping[str, Any]) -> str:
     for level in STAGE_LEVELS:
         s = acc[level]
         lines.append(
-            f"  {level + 's':38s}{_fmt(s['received']):>14s}{_fmt(s['accepted']):>12s}"
-            f"{_pct(s['acceptance_rate']):>9s}"
+            f"  {level + 's':38s}{fmt_number(s['received']):>14s}{fmt_number(s['accepted']):>12s}"
+            f"{fmt_share(s['acceptance_rate']):>9s}"
         )
         for name, f in s["filters"].items():
             lines.append(
-                f"    rejected by {name:26s}{_fmt(f['rejected']):>14s}"
-                f"{'':12s}{_pct(f['rejected_share']):>9s}"
+                f"    rejected by {name:26s}{fmt_number(f['rejected']):>14s}"
+                f"{'':12s}{fmt_share(f['rejected_share']):>9s}"
             )
     clf = acc["classification"]
     lines.append(
@@ -453,8 +453,8 @@ def render_text(stats: Mapping[str, Any]) -> str:
         lines.append(f"  {'requests by stage':38s}{'sent':>14s}{'failed':>12s}{'rate':>9s}")
         for stage, r in stats["requests"].items():
             lines.append(
-                f"  {stage:38s}{_fmt(r['requests']):>14s}{_fmt(r['failed']):>12s}"
-                f"{_pct(r['failure_rate']):>9s}"
+                f"  {stage:38s}{fmt_number(r['requests']):>14s}{fmt_number(r['failed']):>12s}"
+                f"{fmt_share(r['failure_rate']):>9s}"
             )
 
     usage = stats["usage"]
@@ -468,16 +468,18 @@ def render_text(stats: Mapping[str, Any]) -> str:
         lines.append(header)
         rows_u = [*usage["stages"].items(), ("total", usage["total"])]
         for stage, u in rows_u:
+            n = {key: fmt_number(u[key]) for key in ("prompt_tokens", "completion_tokens")}
+            m = {key: fmt_number(u[key]) for key in ("requests", "retries", "throttled")}
             lines.append(
-                f"  {stage:26s}{_fmt(u['prompt_tokens']):>14s}{_fmt(u['completion_tokens']):>14s}"
-                f"{_fmt(u['requests']):>10s}{_fmt(u['retries']):>9s}{_fmt(u['throttled']):>10s}"
+                f"  {stage:26s}{n['prompt_tokens']:>14s}{n['completion_tokens']:>14s}"
+                f"{m['requests']:>10s}{m['retries']:>9s}{m['throttled']:>10s}"
                 f"{_money(u.get('cost_usd')):>14s}"
             )
         per = usage["per_accepted_instruction"]
         lines.append(
-            f"  per accepted instruction: {_fmt(per.get('total_tokens'))} tokens "
-            f"({_fmt(per.get('prompt_tokens'))} prompt, {_fmt(per.get('completion_tokens'))} "
-            f"completion), {_money(per.get('cost_usd'))}"
+            f"  per accepted instruction: {fmt_number(per.get('total_tokens'))} tokens "
+            f"({fmt_number(per.get('prompt_tokens'))} prompt, "
+            f"{fmt_number(per.get('completion_tokens'))} completion), {_money(per.get('cost_usd'))}"
         )
     if stats["prices"] is not None:
         p = stats["prices"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -40,26 +40,10 @@ from selfinstruct_async.transport import (
     TransportResponse,
 )
 from selfinstruct_async.usage import UsageMeter
+from tests.fixtures.clock import on_virtual_time
 
 T = TypeVar("T")
 SECRET = "sk-test-Zq81SECRETkey"
-
-
-async def on_virtual_time(clock: ManualClock, body: Callable[[], Awaitable[T]]) -> T:
-    """Run ``body`` while the clock jumps to each deadline as soon as all tasks block."""
-    result: list[T] = []
-    failure: list[Exception] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(clock.autojump)
-        try:
-            result.append(await body())
-        except Exception as exc:  # re-raised bare, not inside an ExceptionGroup
-            failure.append(exc)
-        finally:
-            tg.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-    return result[0]
 
 
 def answer(

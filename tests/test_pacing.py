@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -10,25 +9,9 @@ import pytest
 
 from selfinstruct_async.errors import RequestTooLarge
 from selfinstruct_async.pacing import ManualClock, Pacer, TokenBucket
+from tests.fixtures.clock import on_virtual_time
 
 T = TypeVar("T")
-
-
-async def on_virtual_time(clock: ManualClock, body: Callable[[], Awaitable[T]]) -> T:
-    """Run ``body`` while the clock jumps to each deadline as soon as all tasks block."""
-    result: list[T] = []
-    failure: list[Exception] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(clock.autojump)
-        try:
-            result.append(await body())
-        except Exception as exc:  # re-raised bare, not inside an ExceptionGroup
-            failure.append(exc)
-        finally:
-            tg.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-    return result[0]
 
 
 # -- the bucket -------------------------------------------------------------------------

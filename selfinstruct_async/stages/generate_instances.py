@@ -7,7 +7,6 @@ import random
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..context import RunContext
-from ..llm import CompletionRequest
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt, select_instance_demonstrations
 from ..records import Instance, PendingTask
@@ -36,20 +35,7 @@ async def generate_instances(
                 ctx.templates,
                 cfg.max_instances,
             )
-            completion = await ctx.complete(
-                CompletionRequest(
-                    stage=STAGE,
-                    prompt=prompt.text,
-                    system=prompt.system,
-                    stop=prompt.stop,
-                    chat_stop=prompt.chat_stop,
-                    max_tokens=cfg.max_tokens,
-                    temperature=cfg.temperature,
-                    top_p=cfg.top_p,
-                    presence_penalty=cfg.presence_penalty,
-                    frequency_penalty=cfg.frequency_penalty,
-                )
-            )
+            completion = await ctx.complete(prompt.request(STAGE, cfg))
             instances: list[Instance] = []
             if completion is not None:
                 instances = parse_instances(

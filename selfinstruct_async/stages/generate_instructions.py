@@ -7,7 +7,6 @@ import random
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..context import RunContext
-from ..llm import CompletionRequest
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
 from ..records import Candidate
@@ -35,20 +34,7 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.pool.start_generation()
             items: list[str] = []
             try:
-                completion = await ctx.complete(
-                    CompletionRequest(
-                        stage=STAGE,
-                        prompt=prompt.text,
-                        system=prompt.system,
-                        stop=prompt.stop,
-                        chat_stop=prompt.chat_stop,
-                        max_tokens=cfg.max_tokens,
-                        temperature=cfg.temperature,
-                        top_p=cfg.top_p,
-                        presence_penalty=cfg.presence_penalty,
-                        frequency_penalty=cfg.frequency_penalty,
-                    )
-                )
+                completion = await ctx.complete(prompt.request(STAGE, cfg))
                 if completion is not None:
                     items = parse_instructions(
                         completion.text,

@@ -7,7 +7,6 @@ from dataclasses import replace
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..context import RunContext
-from ..llm import CompletionRequest
 from ..parsing import parse_classification
 from ..prompts import build_classification_prompt
 from ..records import PendingTask
@@ -28,17 +27,7 @@ async def identify_classification(
                 prompt = build_classification_prompt(
                     task.instruction, ctx.classification_demonstrations, ctx.templates
                 )
-                completion = await ctx.complete(
-                    CompletionRequest(
-                        stage=STAGE,
-                        prompt=prompt.text,
-                        system=prompt.system,
-                        stop=prompt.stop,
-                        chat_stop=prompt.chat_stop,
-                        max_tokens=cfg.max_tokens,
-                        temperature=cfg.temperature,
-                    )
-                )
+                completion = await ctx.complete(prompt.request(STAGE, cfg))
                 answer = None if completion is None else parse_classification(completion.text)
                 if answer is None:
                     ctx.count("classification.unparseable")
