@@ -18,330 +18,30 @@ from ..prompts import DEFAULT_TEMPLATES as T
 
 __all__ = ["respond"]
 
-LAST_ITEM = 15  # the default instruction prompt stops generation at item 16
+from .vocabulary import (
+    ADJECTIVES,
+    BLACKLISTED,
+    CHAT_CLOSERS,
+    CHAT_PREAMBLES,
+    CLASSIFY_VERBS,
+    CRITERIA,
+    FOREIGN,
+    FORM_VERBS,
+    FORMS,
+    NOUNS,
+    OPEN_TASKS,
+    PLACES,
+    POINTERS,
+    PROGRAMS,
+    PUNCTUATED,
+    QUALIFIERS,
+    ROLES,
+    TEXT_KINDS,
+    TOO_SHORT,
+    TRANSFORMS,
+)
 
-_ROLES = [
-    "a museum guide",
-    "a nurse",
-    "a software tester",
-    "a farmer",
-    "a librarian",
-    "a flight attendant",
-    "a high-school coach",
-    "a city planner",
-    "a pastry chef",
-    "a park ranger",
-    "a journalist",
-    "a tax adviser",
-    "a marine biologist",
-    "a tailor",
-]
-_ADJECTIVES = [
-    "ancient",
-    "urban",
-    "solar-powered",
-    "medieval",
-    "underwater",
-    "tiny",
-    "electric",
-    "volunteer-run",
-    "rural",
-    "competitive",
-    "homemade",
-    "floating",
-    "mountain",
-    "night-time",
-    "vintage",
-    "community",
-    "coastal",
-    "minimalist",
-    "arctic",
-    "family-owned",
-    "experimental",
-    "open-air",
-    "seasonal",
-    "wooden",
-    "self-driving",
-    "historic",
-    "overcrowded",
-    "silent",
-    "forgotten",
-    "luxury",
-    "budget",
-    "desert",
-    "tropical",
-    "recycled",
-    "miniature",
-    "public",
-    "handmade",
-    "haunted",
-    "portable",
-    "neighbourhood",
-]
-_NOUNS = [
-    "gardens",
-    "bicycles",
-    "libraries",
-    "bakeries",
-    "trains",
-    "festivals",
-    "lighthouses",
-    "chess clubs",
-    "bridges",
-    "markets",
-    "beehives",
-    "choirs",
-    "robots",
-    "observatories",
-    "ferries",
-    "kitchens",
-    "theatres",
-    "greenhouses",
-    "schools",
-    "zoos",
-    "radio stations",
-    "bookshops",
-    "vineyards",
-    "airports",
-    "hospitals",
-    "museums",
-    "football teams",
-    "recipes",
-    "hiking trails",
-    "wind farms",
-    "board games",
-    "newspapers",
-    "orchestras",
-    "fishing boats",
-    "laundromats",
-    "playgrounds",
-    "tea houses",
-    "space probes",
-    "castles",
-    "cooperatives",
-    "post offices",
-    "swimming pools",
-    "film clubs",
-    "farms",
-    "carpentry",
-    "bus routes",
-    "fountains",
-    "ice rinks",
-    "archives",
-    "startups",
-]
-_QUALIFIERS = [
-    "for a ten-year-old",
-    "in under fifty words",
-    "in a formal tone",
-    "as a bulleted list",
-    "from the point of view of a historian",
-    "using only simple words",
-    "in the style of a sports commentator",
-    "for a busy manager",
-    "with a touch of humour",
-    "in exactly three sentences",
-    "for a travel blog",
-    "as a dialogue between two friends",
-    "for an audience of retirees",
-    "in the second person",
-    "with one surprising fact",
-    "for a school newsletter",
-    "as a short poem",
-    "in a persuasive tone",
-    "for someone learning English",
-    "with a clear conclusion",
-    "in a neutral, factual voice",
-    "as a numbered set of steps",
-    "for a radio announcement",
-    "ending with a question",
-    "for a job interview",
-    "with concrete examples",
-    "in a cheerful voice",
-    "suitable for social media",
-    "for a sceptical reader",
-    "in plain language",
-]
-_PLACES = [
-    "in a small fishing village",
-    "in Lagos",
-    "on Mars",
-    "during a heatwave",
-    "in the Alps",
-    "after a long winter",
-    "in a university town",
-    "along the Danube",
-    "in rural Peru",
-    "on a crowded island",
-    "in nineteenth-century London",
-    "near a busy motorway",
-    "in a city of ten million",
-    "at the edge of a rainforest",
-    "in post-war Japan",
-    "in a mining town",
-    "on a tight budget",
-    "in Reykjavik",
-    "in the Scottish Highlands",
-    "during a power cut",
-    "in a retirement community",
-    "on the Moon",
-    "in Montreal",
-    "in a border town",
-    "during the holidays",
-    "in a flooded valley",
-    "in Nairobi",
-    "after an earthquake",
-    "in a science-fiction future",
-    "in ancient Rome",
-]
-_FORMS = [
-    "a short story",
-    "a limerick",
-    "a haiku",
-    "a persuasive speech",
-    "a news headline",
-    "a packing list",
-    "a recipe",
-    "a diary entry",
-    "a tweet",
-    "a letter to the editor",
-    "a set of safety rules",
-    "a podcast outline",
-    "a job description",
-    "a quiz",
-    "a weekly schedule",
-    "a customer complaint",
-    "a FAQ section",
-    "a travel itinerary",
-    "a song chorus",
-    "an apology note",
-    "a debate motion",
-    "a survey with five questions",
-    "an elevator pitch",
-    "a museum label",
-    "a bedtime story",
-    "a press release",
-    "a list of interview questions",
-    "a crossword clue",
-    "a motivational quote",
-    "a two-line dialogue",
-]
-_FORM_VERBS = ["Write", "Draft", "Compose", "Create", "Produce", "Prepare"]
-# Each entry: alternative openings, then the rest with {topic} / {topic2}.
-_OPEN_TASKS = [
-    (("Write", "Compose", "Draft"), "a short story about {topic}"),
-    (("Explain", "Describe", "Clarify"), "how {topic} work to someone who has never seen them"),
-    (("List", "Summarize", "Name"), "the main advantages and drawbacks of {topic}"),
-    (("Suggest", "Propose", "Recommend"), "a weekend project involving {topic}"),
-    (("Write", "Compose", "Create"), "a limerick about {topic}"),
-    (("Describe", "Imagine", "Narrate"), "a typical day of someone who looks after {topic}"),
-    (("Propose", "Formulate", "Suggest"), "three research questions about {topic}"),
-    (("Give", "Offer", "Share"), "practical advice to beginners interested in {topic}"),
-    (("Create", "Write", "Design"), "a quiz question about {topic} together with its answer"),
-    (("Draft", "Write", "Compose"), "a polite email asking a neighbour for help with {topic}"),
-    (("Outline", "Plan", "Sketch"), "a one-hour lesson that introduces {topic}"),
-    (("Invent", "Come up with", "Create"), "a name and a slogan for a company selling {topic}"),
-    (("Compare", "Contrast", "Weigh"), "{topic} and {topic2}"),
-    (("Summarize", "Retell", "Recount"), "the history of {topic} in a few sentences"),
-    (("Brainstorm", "List", "Suggest"), "ways to make {topic} more welcoming to visitors"),
-    (("Write", "Draft", "Compose"), "a product review of a gadget made for {topic}"),
-    (("Recommend", "Suggest", "List"), "resources for learning more about {topic}"),
-    (("Describe", "Evoke", "Portray"), "the sounds and smells of {topic} at dawn"),
-    (("Estimate", "Work out", "Calculate"), "the yearly cost of running {topic}"),
-    (("Argue", "Explain", "Justify"), "why a town should invest in {topic}"),
-    (("Write", "Compose", "Prepare"), "a job advertisement for a role working with {topic}"),
-    (("Plan", "Organise", "Design"), "a fundraising event for {topic}"),
-    (("Predict", "Speculate about", "Imagine"), "what {topic} will look like in fifty years"),
-    (("Write", "Create", "Compose"), "a riddle whose answer is {topic}"),
-]
-_TEXT_KINDS = [
-    "review",
-    "tweet",
-    "headline",
-    "sentence",
-    "email",
-    "comment",
-    "product description",
-    "news paragraph",
-    "customer message",
-    "forum post",
-    "speech excerpt",
-    "advertisement",
-    "diary entry",
-    "text message",
-    "blog introduction",
-    "letter",
-]
-_POINTERS = ["the following", "the given", "this", "the provided", "the"]
-# Operations on a text the user supplies, so these tasks need an input.
-_TRANSFORMS = [
-    ("Rewrite", "in simpler words"),
-    ("Rewrite", "for a five-year-old"),
-    ("Translate", "into French"),
-    ("Translate", "into Spanish"),
-    ("Shorten", "to a single sentence"),
-    ("Summarize", "in one line"),
-    ("Proofread", "and correct its grammar"),
-    ("Turn", "into a bulleted list"),
-    ("Extract every date from", ""),
-    ("List the people mentioned in", ""),
-    ("Suggest a title for", ""),
-    ("Find the main claim of", ""),
-    ("Continue", "with two more sentences"),
-    ("Change", "to the past tense"),
-    ("Make", "sound more polite"),
-    ("Count the adjectives in", ""),
-    ("Answer the question in", "in one sentence"),
-    ("Give three keywords for", ""),
-]
-# Finite label sets, so these tasks are classification tasks.
-_CRITERIA = [
-    "as positive, negative or neutral",
-    "as true or false",
-    "as spam or not spam",
-    "as formal or informal",
-    "as factual or opinion",
-    "as sarcastic or sincere",
-    "as urgent or not urgent",
-    "as a question or a statement",
-    "as polite or rude",
-    "as written by a child or an adult",
-    "as relevant or irrelevant",
-    "as safe or unsafe",
-]
-_CLASSIFY_VERBS = ["Classify", "Categorize", "Label", "Mark", "Sort", "Tag"]
-_BLACKLISTED = [
-    "Draw a map of the best {topic} in your region",
-    "Plot a graph showing how many people visit {topic} each year",
-    "Describe the image of {topic} shown below",
-    "Open the file listing {topic} and count the entries",
-    "Take a picture of {topic} and describe the colours",
-    "Go to the nearest of the {topic} and report what you see",
-]
-_TOO_SHORT = ["Tell a joke.", "Summarize this.", "Be creative.", "Explain recursion.", "Sing."]
-_FOREIGN = [
-    "\u00bfPuedes resumir la historia de {topic}?",
-    "\u00c9cris un po\u00e8me sur {topic}.",
-    "\u00dcbersetze den Satz \u00fcber {topic} ins Englische.",
-]
-_PUNCTUATED = ["(Optional) {task}", "...{task}", "; {task}", "? {task}"]
-_PROGRAMS = [
-    "Write a program that sorts a list of {noun} by name.",
-    "Write a program to count how often each word appears in a review of {topic}.",
-    "Write a program which checks whether a booking for {topic} overlaps another one.",
-]
-_CHAT_PREAMBLES = [
-    "Sure! Here are some more tasks:",
-    "Here are additional diverse tasks to continue the list:",
-    "Certainly! Continuing the list:",
-    "Of course. Here are more tasks:",
-    "Here's the continuation of the list:",
-]
-_CHAT_CLOSERS = [
-    "Let me know if you'd like more tasks or a different mix of topics!",
-    "I hope these are useful. Feel free to ask for more.",
-    "Would you like me to generate more tasks?",
-]
+LAST_ITEM = 15  # the default instruction prompt stops generation at item 16
 
 _NEEDS_INPUT = re.compile(
     r"\b(following|given|this|these|below|provided|above|the (?:text|sentence|passage|"
@@ -399,33 +99,33 @@ def _limit(text: str, max_tokens: int) -> tuple[str, str]:
 
 
 def _topic(rng: random.Random) -> str:
-    topic = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
-    return f"{topic} {rng.choice(_PLACES)}" if rng.random() < 0.6 else topic
+    topic = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
+    return f"{topic} {rng.choice(PLACES)}" if rng.random() < 0.6 else topic
 
 
 def _fill(template: str, rng: random.Random) -> str:
-    return template.format(topic=_topic(rng), topic2=_topic(rng), noun=rng.choice(_NOUNS))
+    return template.format(topic=_topic(rng), topic2=_topic(rng), noun=rng.choice(NOUNS))
 
 
 def _good_instruction(rng: random.Random) -> str:
     roll = rng.random()
-    text_ = f"{rng.choice(_POINTERS)} {rng.choice(_TEXT_KINDS)} about {_topic(rng)}"
+    text_ = f"{rng.choice(POINTERS)} {rng.choice(TEXT_KINDS)} about {_topic(rng)}"
     if roll < 0.15:
-        text = f"{rng.choice(_CLASSIFY_VERBS)} {text_} {rng.choice(_CRITERIA)}"
+        text = f"{rng.choice(CLASSIFY_VERBS)} {text_} {rng.choice(CRITERIA)}"
     elif roll < 0.35:
-        verb, tail = rng.choice(_TRANSFORMS)
+        verb, tail = rng.choice(TRANSFORMS)
         text = f"{verb} {text_} {tail}".rstrip()
     else:
         if rng.random() < 0.5:
-            text = f"{rng.choice(_FORM_VERBS)} {rng.choice(_FORMS)} about {_topic(rng)}"
+            text = f"{rng.choice(FORM_VERBS)} {rng.choice(FORMS)} about {_topic(rng)}"
         else:
-            openings, rest = rng.choice(_OPEN_TASKS)
+            openings, rest = rng.choice(OPEN_TASKS)
             text = f"{rng.choice(openings)} {_fill(rest, rng)}"
         if rng.random() < 0.75:
-            text += f" {rng.choice(_QUALIFIERS)}"
+            text += f" {rng.choice(QUALIFIERS)}"
     text += "."
     if rng.random() < 0.25:
-        text = f"Imagine you are {rng.choice(_ROLES)}. {text}"
+        text = f"Imagine you are {rng.choice(ROLES)}. {text}"
     return text
 
 
@@ -445,15 +145,15 @@ def _new_instruction(rng: random.Random, demos: list[str]) -> str:
     if roll < 0.08 and demos:
         return _near_duplicate(rng.choice(demos), rng)
     if roll < 0.14:
-        return _fill(rng.choice(_BLACKLISTED), rng) + "."
+        return _fill(rng.choice(BLACKLISTED), rng) + "."
     if roll < 0.18:
-        return rng.choice(_TOO_SHORT)
+        return rng.choice(TOO_SHORT)
     if roll < 0.20:
-        return _fill(rng.choice(_FOREIGN), rng)
+        return _fill(rng.choice(FOREIGN), rng)
     if roll < 0.22:
-        return rng.choice(_PUNCTUATED).format(task=_good_instruction(rng))
+        return rng.choice(PUNCTUATED).format(task=_good_instruction(rng))
     if roll < 0.26:
-        return _fill(rng.choice(_PROGRAMS), rng)
+        return _fill(rng.choice(PROGRAMS), rng)
     if roll < 0.27:
         return " ".join(_good_instruction(rng) for _ in range(12))  # far too long
     return _good_instruction(rng)
@@ -492,12 +192,12 @@ def _instructions(prompt: str, rng: random.Random, chat: bool) -> str:
             }[style]
         )
     separator = "\n\n" if rng.random() < 0.3 else "\n"
-    parts = [rng.choice(_CHAT_PREAMBLES), ""]
+    parts = [rng.choice(CHAT_PREAMBLES), ""]
     if rng.random() < 0.1:
         parts += ["### More tasks", ""]
     parts.append(separator.join(formatted))
     if rng.random() < 0.5:
-        parts += ["", rng.choice(_CHAT_CLOSERS)]
+        parts += ["", rng.choice(CHAT_CLOSERS)]
     text = "\n".join(parts)
     return text.replace("\n", "\r\n") if rng.random() < 0.05 else text
 
