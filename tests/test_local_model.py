@@ -21,6 +21,7 @@ from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import PermanentHTTPError
 from selfinstruct_async.http_client import build_http_client
 from selfinstruct_async.llm import CompletionRequest
+from selfinstruct_async.local_backend import default_model_path
 from selfinstruct_async.runner import run
 from selfinstruct_async.store import Store
 from selfinstruct_async.usage import UsageMeter
@@ -29,8 +30,6 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 
 
 # A real model on 2 cores: minutes, not seconds, when the machine is busy.
 pytestmark = pytest.mark.timeout(900)
-
-from selfinstruct_async.local_backend import default_model_path
 
 SMALL = {
     "generation": {"max_tokens": 120, "workers": 1},
