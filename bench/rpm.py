@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -48,6 +47,7 @@ from selfinstruct_async.config import EndpointConfig  # noqa: E402
 from selfinstruct_async.errors import LLMError  # noqa: E402
 from selfinstruct_async.http_client import HTTPClient, build_http_client  # noqa: E402
 from selfinstruct_async.llm import CompletionRequest  # noqa: E402
+from selfinstruct_async.simulator.process import simulator_process  # noqa: E402
 from selfinstruct_async.usage import UsageMeter  # noqa: E402
 
 PROMPT = "Come up with a series of tasks. Task 1: write a haiku about the sea. Task 2:"
@@ -64,7 +64,6 @@ class Row:
 @dataclass
 class Server:
     base_url: str
-    proc: subprocess.Popen[str]
 
     async def stats(self) -> dict[str, Any]:
         root = self.base_url.removesuffix("/v1")
@@ -75,23 +74,9 @@ class Server:
 
 @asynccontextmanager
 async def simulator(*flags: str) -> AsyncIterator[Server]:
-    cmd = [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0"]
-    cmd += ["--responder", "echo", *flags]
-    proc = await asyncio.to_thread(
-        subprocess.Popen, cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if not line.startswith("listening on "):
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield Server(line.removeprefix("listening on ").strip(), proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """The simulator in its own process, so the client's CPU time is its own."""
+    with simulator_process("--responder", "echo", *flags) as base_url:
+        yield Server(base_url)
 
 
 def request(i: int, max_tokens: int = 16) -> CompletionRequest:

@@ -28,7 +28,7 @@ import pytest
 
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, Task
-from selfinstruct_async.simulator.chaos import simulator_process
+from selfinstruct_async.simulator.process import simulator_process
 from selfinstruct_async.store import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parents[1]

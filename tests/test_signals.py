@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from selfinstruct_async.simulator.chaos import simulator_process
+from selfinstruct_async.simulator.process import served, simulator_process
 from selfinstruct_async.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,11 +54,6 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str) -> re.Match[str]
 def wait_until_requests_in_flight(process: subprocess.Popen[str]) -> None:
     while int(wait_for_line(process, r"in flight (\d+)").group(1)) == 0:
         pass
-
-
-def served(base_url: str) -> int:
-    with urllib.request.urlopen(f"{base_url.removesuffix('/v1')}/_simulator/stats") as r:
-        return int(json.load(r)["ok"])
 
 
 def test_first_sigterm_drains_in_flight_requests_and_records_every_answer(tmp_path: Path) -> None:

@@ -13,15 +13,12 @@ import random
 import signal
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..similarity import SimilarityIndex
 from ..store import Store
+from .process import served, simulator_process
 
 
 @dataclass
@@ -72,40 +69,6 @@ class ChaosReport:
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value:>8}" for name, value in rows)
-
-
-@contextmanager
-def simulator_process(*args: str) -> Iterator[str]:
-    """Run ``python -m selfinstruct_async.simulator`` on a free port; yield its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready = process.stdout.readline()  # "listening on URL" once it accepts requests
-        if not ready.startswith("listening on "):
-            process.kill()
-            _, errors = process.communicate()
-            raise RuntimeError(f"simulator did not start: {ready}{errors[-500:]}")
-        yield ready.removeprefix("listening on ").strip()
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def served(base_url: str) -> int:
-    """Successful answers the simulator sent (its stats endpoint)."""
-    root = base_url.removesuffix("/v1")
-    with urllib.request.urlopen(f"{root}/_simulator/stats", timeout=5) as response:
-        stats: dict[str, Any] = json.load(response)
-    return int(stats["ok"])
 
 
 def run_command(base_url: str, out: Path, target: int, extra: list[str]) -> list[str]:

@@ -1,0 +1,45 @@
+"""The simulator in a process of its own, for benchmarks and tests that kill or time things."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def simulator_process(*args: str) -> Iterator[str]:
+    """Run ``python -m selfinstruct_async.simulator`` on a free port; yield its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline()  # "listening on URL" once it accepts requests
+        if not ready.startswith("listening on "):
+            process.kill()
+            _, errors = process.communicate()
+            raise RuntimeError(f"simulator did not start: {ready}{errors[-500:]}")
+        yield ready.removeprefix("listening on ").strip()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def served(base_url: str) -> int:
+    """Successful answers the simulator sent (its stats endpoint)."""
+    root = base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/_simulator/stats", timeout=5) as response:
+        stats: dict[str, Any] = json.load(response)
+    return int(stats["ok"])
