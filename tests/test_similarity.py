@@ -64,14 +64,14 @@ def test_rouge_l_f_is_rouge_scores_fmeasure_bit_for_bit(a: str, b: str) -> None:
 
 
 def test_vectorised_f_matches_scalar_rouge_arithmetic() -> None:
-    from selfinstruct_async.similarity.index import _f_vector
+    from selfinstruct_async.similarity.bounds import f_vector
 
     rows = [(lcs, n, m) for m in range(1, 40) for n in range(1, 40) for lcs in range(min(m, n) + 1)]
     lcs = np.array([r[0] for r in rows])
     lens = np.array([r[1] for r in rows])
     for m in range(1, 40):
         sel = np.array([r[2] == m for r in rows])
-        vector = _f_vector(lcs[sel], lens[sel], m)
+        vector = f_vector(lcs[sel], lens[sel], m)
         scalar = [f_from_lcs(int(x), int(n), m) for x, n in zip(lcs[sel], lens[sel], strict=True)]
         assert vector.tolist() == scalar
 
@@ -85,13 +85,18 @@ def brute_force(pool: list[str], candidate: str) -> list[float]:
     st.lists(small_vocab_text, min_size=1, max_size=10),
     st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.7000000000000001, 0.9, 1.0]),
     st.sampled_from([None, 0.0, 0.5, 0.7, 0.8]),
+    st.sampled_from([8, 1 << 16]),
 )
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 def test_first_above_decides_like_rouge_score_against_the_whole_pool(
-    pool: list[str], candidates: list[str], threshold: float, query_threshold: float | None
+    pool: list[str],
+    candidates: list[str],
+    threshold: float,
+    query_threshold: float | None,
+    block: int,
 ) -> None:
-    # scan_below=0: the prefix index answers from the first item (and is rebuilt as it grows)
-    index = SimilarityIndex(threshold=threshold, on_empty="ignore", scan_below=0)
+    # scan_below=0: the bucket bound answers from the first item; block=8 spans many blocks
+    index = SimilarityIndex(threshold=threshold, on_empty="ignore", scan_below=0, block=block)
     index.extend(pool)
     t = threshold if query_threshold is None else query_threshold
     for candidate in candidates:
@@ -102,18 +107,18 @@ def test_first_above_decides_like_rouge_score_against_the_whole_pool(
             assert hit[1] == scores[hit[0]] > t
 
 
-def test_first_above_is_exact_across_rebuilds_on_a_larger_pool() -> None:
+def test_first_above_is_exact_from_scan_to_buckets_across_blocks() -> None:
     rng = random.Random(7)
     vocab = [f"w{k}" for k in range(60)]
 
     def text() -> str:
         return " ".join(rng.choice(vocab[: rng.choice([8, 60])]) for _ in range(rng.randint(3, 16)))
 
-    index = SimilarityIndex(threshold=0.7, scan_below=300)
+    index = SimilarityIndex(threshold=0.7, scan_below=300, block=256)
     pool_tokens: list[list[str]] = []
     tok = RougeTokenizer()
     decisions = []
-    for _ in range(1500):  # scans, builds the index past 300 items, rebuilds at 602
+    for _ in range(1500):  # scans up to 300 items, then bounds them in blocks of 256
         candidate = text()
         tokens = tok.tokenize(candidate)
         expected = any(rouge_l_f(p, tokens) > 0.7 for p in pool_tokens)
@@ -123,7 +128,8 @@ def test_first_above_is_exact_across_rebuilds_on_a_larger_pool() -> None:
         if hit is None:
             index.add(candidate)
             pool_tokens.append(tokens)
-    assert index.stats.rebuilds >= 1 and 0 < sum(decisions) < len(decisions)
+    assert len(index) > 512 and index.stats.bounded > 0 and index.stats.pruned > 0
+    assert 0 < sum(decisions) < len(decisions)
 
 
 def test_index_and_full_scan_agree_on_a_templated_stream() -> None:
@@ -155,7 +161,8 @@ def test_index_and_full_scan_agree_on_a_templated_stream() -> None:
         if a is None:
             indexed.add(candidate)
             scanned.add(candidate)
-    assert indexed.stats.probed > 0 and indexed.stats.pruned > 0 and scanned.stats.probed == 0
+    assert indexed.stats.bounded > 0 and indexed.stats.pruned > 0 and scanned.stats.bounded == 0
+    assert indexed.stats.lcs_computed < scanned.stats.lcs_computed / 10
     assert 0 < indexed.stats.hits < len(stream)
 
 

@@ -5,16 +5,9 @@ See ``docs/similarity.md`` for how the index stays exact while skipping most pai
 
 from __future__ import annotations
 
-from .index import (
-    EmptyTokensError,
-    EmptyTokensMonitor,
-    EmptyTokensWarning,
-    IndexStats,
-    SimilarityIndex,
-    SimilarityMetadata,
-    f_from_lcs,
-    rouge_l_f,
-)
+from .bounds import f_from_lcs, rouge_l_f
+from .empty import EmptyTokensError, EmptyTokensMonitor, EmptyTokensWarning
+from .index import IndexStats, SimilarityIndex, SimilarityMetadata
 from .tokenizers import (
     RougeTokenizer,
     Tokenizer,

@@ -1,0 +1,92 @@
+"""rouge-score's ROUGE-L F arithmetic, and the least LCS with which a pair can exceed t.
+
+Real-valued F is ``2 * lcs / (m + n)`` and rouge-score's float F differs from it by a few
+ulps, so F > t needs ``lcs >= need(m, n)``, computed with a 1e-9 safety margin that is 10^7
+times the rounding error. As ``lcs <= min(m, n)``, lengths with ``need > min(m, n)`` cannot
+match at all (for t = 0.7 the shorter text must be over t / (2 - t) = 53.8% of the longer).
+Every pruning rule in the index is phrased through ``need``; the final decision is always
+``f_from_lcs`` on the exact LCS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import numpy as np
+from rapidfuzz.distance import LCSseq
+
+__all__ = ["NEVER", "Needs", "f_from_lcs", "f_vector", "need", "need_by_length", "rouge_l_f"]
+
+_MARGIN = 1e-9
+NEVER = 2**31 - 1  # need() of a length that can never score above t (fits int32)
+
+
+def f_from_lcs(lcs: int, len_target: int, len_prediction: int) -> float:
+    """rouge-score's ``_score_lcs`` F-measure from the LCS length, same float operations."""
+    if len_target == 0 or len_prediction == 0:
+        return 0.0
+    precision = lcs / len_prediction
+    recall = lcs / len_target
+    if precision + recall > 0:
+        return 2 * precision * recall / (precision + recall)
+    return 0.0
+
+
+def rouge_l_f(target_tokens: Sequence[str], prediction_tokens: Sequence[str]) -> float:
+    """ROUGE-L F of two token lists, equal to ``rouge_scorer._score_lcs(...).fmeasure``.
+
+    The value is symmetric in its arguments (bit for bit too: ``2*P*R`` and ``P+R`` do not
+    depend on the order), so which text is the target does not matter.
+    """
+    if not target_tokens or not prediction_tokens:
+        return 0.0
+    lcs = int(LCSseq.similarity(list(target_tokens), list(prediction_tokens)))
+    return f_from_lcs(lcs, len(target_tokens), len(prediction_tokens))
+
+
+def f_vector(lcs: np.ndarray[Any, Any], lens: np.ndarray[Any, Any], m: int) -> np.ndarray[Any, Any]:
+    """``f_from_lcs`` over arrays (pool items are targets, the query the prediction).
+
+    numpy applies the same IEEE operations in the same order as the scalar expression, so
+    every element is bit-identical to ``f_from_lcs``.
+    """
+    lcs_f = lcs.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = lcs_f / m
+        recall = lcs_f / lens.astype(np.float64)
+        f = 2 * precision * recall / (precision + recall)
+    f[lcs == 0] = 0.0
+    result: np.ndarray[Any, Any] = f
+    return result
+
+
+@lru_cache(maxsize=65536)
+def need(m: int, n: int, t: float) -> int:
+    """Smallest LCS with which the float F of lengths m, n could exceed t (may be > min)."""
+    return max(1, math.floor((t - _MARGIN) * (m + n) / 2) + 1)
+
+
+class Needs(NamedTuple):
+    """need(m, n) of one query length m for every pool length n = 0..cap."""
+
+    by_length: np.ndarray[Any, Any]  # ``NEVER`` where no LCS can reach it; read-only
+    listed: tuple[int, ...]  # the same values, for a handful of items without numpy
+    least: int  # need() grows with n: below this nothing of any length can exceed t
+
+
+@lru_cache(maxsize=256)
+def need_by_length(m: int, t: float, cap: int) -> Needs:
+    """The ``Needs`` of a query of m tokens at threshold t against items of up to cap."""
+    listed = [NEVER] * (cap + 1)
+    for n in range(1, cap + 1):
+        required = need(m, n, t)
+        if required > m:  # and so for every longer item
+            break
+        if required <= n:
+            listed[n] = required
+    table = np.array(listed, dtype=np.int32)
+    table.setflags(write=False)
+    return Needs(table, tuple(listed), min(listed))
