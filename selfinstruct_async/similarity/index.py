@@ -7,8 +7,9 @@ which pool items need an LCS at all, and only ever skips items whose F provably 
 exceed the threshold: an overlap bound for every item from 256 token buckets
 (:mod:`.buckets`, one numpy gather-and-sum), checked against the least LCS each item's
 length needs; the few items left get an exact LCS, most promising first, and the search
-stops at the first hit. Pools of a few dozen items, and queries too long for the buckets,
-are scanned: one C++ LCS pass over the pool.
+stops at the first hit. Items of over 255 tokens have no counts and are verified whenever
+their length could reach the threshold; pools of a few dozen items are simply scanned, one
+C++ LCS pass over the pool.
 """
 
 from __future__ import annotations
