@@ -59,11 +59,10 @@ class TokenBuckets:
             raise ValueError(f"block must be a positive multiple of {_LANES} items, not {block}")
         self._block = block
         self._blocks = [_Block(min(_FIRST_CAPACITY, block))]
-        self._size = 0
         self.long_items: list[int] = []  # items over MAX_ITEM tokens: no counts, no bound
 
     def __len__(self) -> int:
-        return self._size
+        return (len(self._blocks) - 1) * self._block + self._blocks[-1].used
 
     @property
     def nbytes(self) -> int:
@@ -83,14 +82,13 @@ class TokenBuckets:
                 grown.used = last.used
                 self._blocks[-1] = last = grown
         if len(ids) > MAX_ITEM:
-            self.long_items.append(self._size)
+            self.long_items.append(len(self))
         else:
             # Byte stores through a memoryview: a numpy store per token costs ten times more.
             cells, capacity, column = last.cells, last.capacity, last.used
             for token in ids:
                 cells[(token & _MASK) * capacity + column] += 1
         last.used += 1
-        self._size += 1
 
     def over(
         self, ids: Iterable[int], vocabulary: int, least: int
