@@ -76,6 +76,24 @@ def test_vectorised_f_matches_scalar_rouge_arithmetic() -> None:
         assert vector.tolist() == scalar
 
 
+def test_need_table_matches_need_and_stays_short_beside_huge_items() -> None:
+    from selfinstruct_async.similarity.bounds import NEVER, need, need_by_length
+
+    for t in (0.3, 0.5, 0.7, 0.7000000000000001, 0.9, 1.0):
+        for m in range(1, 41):
+            for cap in (m, 100, 10**6):
+                needs = need_by_length(m, t, cap)
+                assert len(needs.listed) <= 2 * m / t + 3  # not 10**6 entries
+                lengths = np.arange(0, 300)
+                expected = [
+                    need(m, n, t) if 0 < n <= cap and need(m, n, t) <= min(m, n) else NEVER
+                    for n in lengths.tolist()
+                ]
+                assert [needs.of(n) for n in lengths.tolist()][: cap + 1] == expected[: cap + 1]
+                assert needs.of_lengths(lengths).tolist()[: cap + 1] == expected[: cap + 1]
+                assert needs.least == min(expected)
+
+
 def brute_force(pool: list[str], candidate: str) -> list[float]:
     return [reference(p, candidate) for p in pool]
 

@@ -70,23 +70,37 @@ def need(m: int, n: int, t: float) -> int:
 
 
 class Needs(NamedTuple):
-    """need(m, n) of one query length m for every pool length n = 0..cap."""
+    """need(m, n) of one query length m for every pool length n (``NEVER``: out of reach).
 
-    by_length: np.ndarray[Any, Any]  # ``NEVER`` where no LCS can reach it; read-only
+    The table stops at the first length too long to reach t (need grows with n: every
+    longer item shares that ``NEVER``), so it stays about 2m / t entries long however long
+    the longest pool item is.
+    """
+
+    table: np.ndarray[Any, Any]  # read-only: the cache shares it
     listed: tuple[int, ...]  # the same values, for a handful of items without numpy
-    least: int  # need() grows with n: below this nothing of any length can exceed t
+    least: int  # below this nothing of any length can exceed t
+
+    def of(self, n: int) -> int:
+        """need(m, n), or ``NEVER``."""
+        return self.listed[min(n, len(self.listed) - 1)]
+
+    def of_lengths(self, lens: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """``of`` for an array of lengths."""
+        needs: np.ndarray[Any, Any] = self.table[np.minimum(lens, len(self.listed) - 1)]
+        return needs
 
 
 @lru_cache(maxsize=256)
 def need_by_length(m: int, t: float, cap: int) -> Needs:
-    """The ``Needs`` of a query of m tokens at threshold t against items of up to cap."""
-    listed = [NEVER] * (cap + 1)
+    """The ``Needs`` of a query of m tokens at threshold t, for items of up to cap tokens."""
+    listed = [NEVER]
     for n in range(1, cap + 1):
         required = need(m, n, t)
         if required > m:  # and so for every longer item
             break
-        if required <= n:
-            listed[n] = required
+        listed.append(required if required <= n else NEVER)
+    listed.append(NEVER)
     table = np.array(listed, dtype=np.int32)
     table.setflags(write=False)
     return Needs(table, tuple(listed), min(listed))

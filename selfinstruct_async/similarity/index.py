@@ -24,7 +24,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
 from ..errors import SelfInstructError
-from .bounds import NEVER, f_from_lcs, f_vector, need_by_length
+from .bounds import NEVER, Needs, f_from_lcs, f_vector, need_by_length
 from .buckets import TokenBuckets
 from .empty import EmptyTokensMonitor, OnEmpty
 from .tokenizers import Tokenizer, get_tokenizer
@@ -200,23 +200,23 @@ class SimilarityIndex:
         near, bounds = self._buckets.over(ids, len(self._vocab), needs.least)
         self.stats.bounded += size
         if self._buckets.long_items:
-            near, bounds = self._add_long_items(near, bounds, needs.listed)
+            near, bounds = self._add_long_items(near, bounds, needs)
         if not len(near):
             self.stats.pruned += size
             return None
         if len(near) <= _FEW:  # numpy's per-call cost would dominate: check them one by one
-            seqs, listed = self._seqs, needs.listed
+            seqs, of = self._seqs, needs.of
             ranked = sorted(
                 (-bound, item, len(seqs[item]))
                 for item, bound in zip(near.tolist(), bounds.tolist(), strict=True)
-                if bound >= listed[len(seqs[item])]
+                if bound >= of(len(seqs[item]))
             )
             self.stats.pruned += size - len(ranked)
             if not ranked:
                 return None
-            return [item for _, item, _ in ranked], min(listed[n] for _, _, n in ranked)
+            return [item for _, item, _ in ranked], min(of(n) for _, _, n in ranked)
         lens = self._lens[near]
-        required = needs.by_length[lens]
+        required = needs.of_lengths(lens)
         fits = bounds >= required
         near, bounds, lens, required = near[fits], bounds[fits], lens[fits], required[fits]
         self.stats.pruned += size - len(near)
@@ -226,11 +226,11 @@ class SimilarityIndex:
         return near[order].tolist(), int(required.min())
 
     def _add_long_items(
-        self, near: np.ndarray[Any, Any], bounds: np.ndarray[Any, Any], listed: tuple[int, ...]
+        self, near: np.ndarray[Any, Any], bounds: np.ndarray[Any, Any], needs: Needs
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Items too long for the buckets have no bound but their length: add those that fit."""
         seqs = self._seqs
-        extra = [i for i in self._buckets.long_items if listed[len(seqs[i])] != NEVER]
+        extra = [i for i in self._buckets.long_items if needs.of(len(seqs[i])) != NEVER]
         if not extra:
             return near, bounds
         return (
