@@ -41,7 +41,7 @@ from instruction_stream import InstructionStream
 from selfinstruct_async.seeds import load_seed_tasks
 from selfinstruct_async.similarity import SimilarityIndex
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "seed_tasks.jsonl"
+SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "selfinstruct_seeds" / "seed_tasks.jsonl"
 
 
 class Prefix(NamedTuple):

@@ -114,6 +114,9 @@ class FiltersConfig:
     """Stage 4. Per-filter settings live in ``[filters.<name>]`` and are checked by the filter."""
 
     on_error: Literal["reject", "stop"] = "reject"
+    # A chain with no instruction filter usually means the built-in plugins are not
+    # installed; running unfiltered is then a choice the user has to state.
+    allow_unfiltered: bool = False
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 

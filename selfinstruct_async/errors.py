@@ -12,6 +12,7 @@ SelfInstructError
     ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
     ├── RetriesExhausted   transient failures outlasted ``max_attempts``
     ├── BudgetExhausted    the run's token or cost budget is spent
+    ├── BackendCrashed     the embedded model's process died; the run cannot go on
     └── TransportError     a request was not delivered or its answer not read
         ├── TransportTimeout          no answer within the attempt's timeout
         └── TransportConnectionError  refused, reset or closed connection
@@ -84,6 +85,10 @@ class RetriesExhausted(LLMError):
 
 class BudgetExhausted(LLMError):
     """The run's token or cost budget is spent."""
+
+
+class BackendCrashed(LLMError):
+    """The embedded model's worker process died (illegal instruction, OOM kill, bad GGUF)."""
 
 
 class TransportError(LLMError):

@@ -90,11 +90,26 @@ class Plugins:
         return _unique(found)
 
     def build_filter_chain(
-        self, settings: Mapping[str, Mapping[str, Any]], on_error: OnError = "reject"
+        self,
+        settings: Mapping[str, Mapping[str, Any]],
+        on_error: OnError = "reject",
+        *,
+        allow_unfiltered: bool = True,
     ) -> FilterChain:
-        """Instantiate every filter with its validated ``[filters.<name>]`` table."""
+        """Instantiate every filter with its validated ``[filters.<name>]`` table.
+
+        With ``allow_unfiltered`` false, a chain without any instruction filter is an error.
+        """
         instruction_classes = self.instruction_filter_classes()
         instance_classes = self.instance_filter_classes()
+        if not instruction_classes and not allow_unfiltered:
+            loaded = ", ".join(sorted(n for n, p in self.pm.list_name_plugin() if p)) or "none"
+            raise ConfigError(
+                "filters: no instruction filter is loaded (plugins loaded: "
+                f"{loaded}); the built-in ones come from the selfinstruct_plugins entry "
+                "points, so reinstall selfinstruct-async, check plugins.disabled, or set "
+                "filters.allow_unfiltered = true to run without filters"
+            )
         known = {c.name for c in instruction_classes} | {c.name for c in instance_classes}
         unknown = sorted(set(settings) - known)
         if unknown:

@@ -34,7 +34,7 @@ from .pipeline import Resumed, run_pipeline
 from .plugins import Plugins, make_plugin_manager
 from .pool import Pool
 from .prompts import DEFAULT_TEMPLATES, select_classification_demonstrations
-from .seeds import DEFAULT_SEEDS, load_seed_tasks
+from .seeds import load_seed_tasks, resolve_seeds
 from .store import Store
 from .usage import UsageMeter
 
@@ -77,7 +77,7 @@ def _ledger_namespace(config: Config) -> str:
 
 
 def seeds_path(config: Config) -> Path:
-    return Path(config.run.seeds) if config.run.seeds else DEFAULT_SEEDS
+    return resolve_seeds(config.run.seeds)
 
 
 def build_client(config: Config, usage: UsageMeter | None = None) -> LLMClient:
@@ -165,7 +165,11 @@ async def run(
     run_dir = Path(config.run.out)
     seeds = load_seed_tasks(seeds_path(config))
     plugins = Plugins(pm or make_plugin_manager(config.plugins.disabled))
-    chain = plugins.build_filter_chain(config.filters.settings, config.filters.on_error)
+    chain = plugins.build_filter_chain(
+        config.filters.settings,
+        config.filters.on_error,
+        allow_unfiltered=config.filters.allow_unfiltered,
+    )
     owns_client = client is None
     usage = UsageMeter()
     if client is None:

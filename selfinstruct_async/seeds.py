@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import SeedFileError
 from .records import Instance, SeedTask
 
-DEFAULT_SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "seed_tasks.jsonl"
+# Seed sets shipped in the wheel (the ``selfinstruct_seeds`` package), by the name a user
+# may give instead of a path: ``--seeds zh``.
+BUILTIN_SEEDS = {"en": "seed_tasks.jsonl", "zh": "zh/seed_tasks.jsonl"}
+
+
+def builtin_seed_path(name: str) -> Path:
+    """The file of a shipped seed set; pip installs wheels unpacked, so it is a real path."""
+    return Path(str(resources.files("selfinstruct_seeds").joinpath(BUILTIN_SEEDS[name])))
+
+
+DEFAULT_SEEDS = builtin_seed_path("en")
+
+
+def resolve_seeds(value: str) -> Path:
+    """``run.seeds`` as a file: empty means the default set, a shipped set's name that set.
+
+    An existing file wins over a shipped set of the same name, so a user's own ``zh`` file
+    in the working directory is never shadowed.
+    """
+    if not value:
+        return DEFAULT_SEEDS
+    if value in BUILTIN_SEEDS and not Path(value).exists():
+        return builtin_seed_path(value)
+    return Path(value)
 
 
 def _require(

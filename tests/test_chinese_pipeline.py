@@ -17,6 +17,7 @@ import pytest
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
 from selfinstruct_async.runner import run
+from selfinstruct_async.seeds import builtin_seed_path
 from selfinstruct_async.similarity import EmptyTokensError, SimilarityIndex
 from selfinstruct_async.simulator.responder import respond
 from selfinstruct_async.simulator.server import SimulatorHandle
@@ -25,7 +26,7 @@ from tests.fixtures.simulator import MakeSimulator
 
 pytestmark = pytest.mark.anyio
 
-ZH_SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "zh" / "seed_tasks.jsonl"
+ZH_SEEDS = builtin_seed_path("zh")
 TAIL = "\uff0c请尽量简洁"  # a full-width comma, then "please keep it brief"
 ZH_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "zh.toml"
 

@@ -19,7 +19,7 @@ import pytest
 from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds" / "selfinstruct_seeds"
 ENGLISH = SEEDS_DIR / "seed_tasks.jsonl"
 CHINESE = SEEDS_DIR / "zh" / "seed_tasks.jsonl"
 PAPER_SEEDS = (
