@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pluggy
 import pytest
 
 from selfinstruct_async import BaseFilter, Rejection, hookimpl
-from selfinstruct_async.errors import FilterError, PluginError
+from selfinstruct_async.errors import ConfigError, FilterError, PluginError
 from selfinstruct_async.plugins import Plugins, make_plugin_manager
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES, PromptTemplates
 from selfinstruct_async.records import Instance, RejectionRecord, Task
@@ -185,3 +186,25 @@ def test_prompt_templates_of_the_wrong_type_are_refused(pm: pluggy.PluginManager
             Plugins(pm).prompt_templates(DEFAULT_TEMPLATES)
     finally:
         pm.unregister(plugin)
+
+
+def test_a_chain_without_instruction_filters_is_refused_unless_asked_for() -> None:
+    disabled = ["form", "length", "keywords", "similarity"]
+    plugins = Plugins(make_plugin_manager(disabled=disabled))
+    with pytest.raises(ConfigError, match="no instruction filter is loaded.*allow_unfiltered"):
+        plugins.build_filter_chain({}, allow_unfiltered=False)
+    chain = plugins.build_filter_chain({}, allow_unfiltered=True)
+    assert chain.instruction_filters == [] and chain.instance_filters
+
+
+def test_a_run_with_no_instruction_filter_fails_before_opening_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from selfinstruct_async.cli import main
+
+    monkeypatch.setenv("SELFINSTRUCT_PLUGINS_DISABLED", "form,length,keywords,similarity")
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+    assert main([*argv, "--target", "1", "--no-progress"]) == 1
+    assert "no instruction filter is loaded" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory, and before any request

@@ -94,3 +94,16 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SeedFileError, match="not found"):
         load_seed_tasks(tmp_path / "nope.jsonl")
+
+
+def test_shipped_seed_sets_are_found_by_name_and_a_real_file_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selfinstruct_async.seeds import DEFAULT_SEEDS, builtin_seed_path, resolve_seeds
+
+    assert resolve_seeds("") == DEFAULT_SEEDS and len(load_seed_tasks(DEFAULT_SEEDS)) == 175
+    zh = resolve_seeds("zh")
+    assert zh == builtin_seed_path("zh") and load_seed_tasks(zh)[0].id.startswith("zh_")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zh").write_text("")
+    assert resolve_seeds("zh") == Path("zh")
