@@ -191,7 +191,7 @@ def test_prompt_templates_of_the_wrong_type_are_refused(pm: pluggy.PluginManager
 def test_a_chain_without_instruction_filters_is_refused_unless_asked_for() -> None:
     disabled = ["form", "length", "keywords", "similarity"]
     plugins = Plugins(make_plugin_manager(disabled=disabled))
-    with pytest.raises(ConfigError, match="no instruction filter is loaded.*allow_unfiltered"):
+    with pytest.raises(ConfigError, match=r"no instruction filter is loaded.*allow_unfiltered"):
         plugins.build_filter_chain({}, allow_unfiltered=False)
     chain = plugins.build_filter_chain({}, allow_unfiltered=True)
     assert chain.instruction_filters == [] and chain.instance_filters
