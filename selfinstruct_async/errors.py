@@ -13,9 +13,11 @@ SelfInstructError
     ├── RetriesExhausted   transient failures outlasted ``max_attempts``
     ├── BudgetExhausted    the run's token or cost budget is spent
     ├── BackendCrashed     the embedded model's process died; the run cannot go on
+    ├── UselessAnswers     answers keep arriving but none yields anything usable
     └── TransportError     a request was not delivered or its answer not read
         ├── TransportTimeout          no answer within the attempt's timeout
-        └── TransportConnectionError  refused, reset or closed connection
+        ├── TransportConnectionError  refused, reset or closed connection
+        └── ResponseTooLarge          the answer passed ``max_response_bytes``; not read on
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ class BackendCrashed(LLMError):
     """The embedded model's worker process died (illegal instruction, OOM kill, bad GGUF)."""
 
 
+class UselessAnswers(LLMError):
+    """Answers arrive but none can be parsed (echoed prompts, empty text): stop, do not loop."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        self.stage = stage
+        super().__init__(message)
+
+
 class TransportError(LLMError):
     """A transport failed to deliver a request or to read its answer; retryable.
 
@@ -105,3 +115,18 @@ class TransportTimeout(TransportError):
 
 class TransportConnectionError(TransportError):
     """The connection was refused, reset or closed before the answer was complete."""
+
+
+class ResponseTooLarge(TransportError):
+    """The answer's body passed the endpoint's ``max_response_bytes``; reading stopped there.
+
+    ``bytes_read`` is what was read before giving up (0 when ``Content-Length`` already
+    said too much), so memory held for one answer stays near ``limit``.
+    """
+
+    def __init__(
+        self, limit: int, url: str, *, bytes_read: int = 0, announced: int | None = None
+    ) -> None:
+        self.limit, self.url, self.bytes_read, self.announced = limit, url, bytes_read, announced
+        said = f" (Content-Length {announced})" if announced is not None else ""
+        super().__init__(f"answer larger than {limit} bytes from {url}{said}")

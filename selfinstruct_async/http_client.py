@@ -8,7 +8,14 @@ returns the parsed :class:`~selfinstruct_async.llm.Completion` or waits (on its 
 other requests carry on) and queues the retry at the front of the paced queue.
 
 API keys are read once, from the environment variable each endpoint names, go only into
-the ``Authorization`` header, and are scrubbed from every message this module produces.
+the ``Authorization`` header, and are scrubbed from every message this module produces;
+endpoint URLs are shown through :func:`~selfinstruct_async.transport.display_url`, so a
+``user:password@`` written into a ``base_url`` is never shown either.
+
+What a server says is bounded: a requested wait (``Retry-After`` and kin) longer than the
+endpoint's ``max_retry_wait`` is cut to it, with a warning once per endpoint until it next
+answers, and any wait over :data:`LONG_WAIT` seconds is logged; an answer larger than
+``max_response_bytes`` is a failed attempt, read no further than the cap.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from .config import EndpointConfig
 from .errors import (
@@ -43,12 +51,24 @@ from .retry import (
     rate_limit_info,
 )
 from .tokens import count_tokens, prompt_tokens
-from .transport import AiohttpTransport, Transport, TransportRequest, TransportResponse
+from .transport import (
+    AiohttpTransport,
+    Transport,
+    TransportRequest,
+    TransportResponse,
+    display_url,
+    strip_userinfo,
+)
 from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
 _REDACTED = "[redacted]"
+# Waits longer than this are logged: a pause of minutes must never look like a hang.
+LONG_WAIT = 30.0
+# Shorter passwords found in a URL are not replaced in free text (it would garble it);
+# URLs themselves are always shown without credentials.
+_MIN_SECRET = 4
 # Failures that say something about the endpoint's health (a 429 says it is busy, and a
 # 4xx says the request is wrong; neither is a reason to cool the endpoint down).
 _HEALTH_FAILURES = frozenset(
@@ -58,6 +78,7 @@ _HEALTH_FAILURES = frozenset(
         FailureKind.CONNECTION,
         FailureKind.MALFORMED,
         FailureKind.EMPTY,
+        FailureKind.TOO_LARGE,
     }
 )
 
@@ -83,6 +104,8 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
     consecutive_failures: int = 0
     cooldowns: int = 0
+    # Whether the cap on a server-requested wait was announced since the last success.
+    wait_capped: bool = False
     stats: dict[str, int] = field(default_factory=dict)
     _headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
@@ -94,6 +117,16 @@ class Endpoint:
     def url(self) -> str:
         path = "chat/completions" if self.chat else "completions"
         return f"{self.config.base_url.rstrip('/')}/{path}"
+
+    @property
+    def shown_url(self) -> str:
+        """:attr:`url` for messages: without credentials."""
+        return display_url(self.url)
+
+    @property
+    def shown_base_url(self) -> str:
+        """The configured ``base_url`` for messages: without credentials."""
+        return display_url(self.config.base_url)
 
     def headers(self) -> dict[str, str]:
         """Request headers, including ``Authorization`` when there is a key."""
@@ -201,6 +234,7 @@ class HTTPClient:
         self._cooldown_base = cooldown_base
         self._cooldown_max = cooldown_max
         self._secrets = [e.api_key for e in self.endpoints if e.api_key]
+        self._secrets += [p for e in self.endpoints for p in _url_secrets(e.config.base_url)]
         self._apis = {e.config.api for e in self.endpoints}
         self._next = 0
         self._closed = False
@@ -223,7 +257,8 @@ class HTTPClient:
             await endpoint.transport.aclose()
 
     def redact(self, text: str) -> str:
-        """``text`` with every API key this client holds replaced."""
+        """``text`` with every API key and URL credential this client holds replaced."""
+        text = strip_userinfo(text)
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
@@ -320,19 +355,18 @@ class HTTPClient:
             try:
                 response: TransportResponse = await endpoint.transport.send(
                     TransportRequest(
-                        endpoint.url, bodies[key], endpoint.headers(), endpoint.config.timeout
+                        endpoint.url,
+                        bodies[key],
+                        endpoint.headers(),
+                        endpoint.config.timeout,
+                        endpoint.config.max_response_bytes,
                     )
                 )
             except TransportError as exc:
                 outcome = classify_exception(exc)
                 response = TransportResponse(0)
             else:
-                failure = failure_from_response(response.status, response.headers, response.body)
-                outcome = (
-                    failure
-                    if failure is not None
-                    else parse_completion(response.body, chat=endpoint.chat)
-                )
+                outcome = self._classify(endpoint, response)
             finally:
                 endpoint.pacer.release()
 
@@ -351,22 +385,72 @@ class HTTPClient:
                 raise RetriesExhausted(
                     self.redact(
                         f"{request.stage}: {attempt} attempt(s) failed; last at "
-                        f"{endpoint.url}: {failure.kind.value}: {failure.message}"
+                        f"{endpoint.shown_url}: {failure.kind.value}: {failure.message}"
                     ),
                     attempts=attempt,
                     last_failure=failure.kind.value,
                 )
-            delay = self.policy.delay(attempt, failure, self._rng)
+            delay = self._retry_delay(request, endpoint, attempt, failure)
             self.usage.record(request.stage, retries=1)
-            logger.debug(
-                "%s",
-                self.redact(
-                    f"{request.stage}: attempt {attempt} at {endpoint.url} failed "
-                    f"({failure.kind.value}: {failure.message[:200]}); retry in {delay:.3f} s"
-                ),
-            )
             avoid = endpoint
             await self._clock.sleep_until(self._clock.now() + delay)
+
+    def _classify(self, endpoint: Endpoint, response: TransportResponse) -> Completion | Failure:
+        """The answer as a completion, or the failure it is."""
+        # Transports other than aiohttp's may not stop at the cap; the rule is the same.
+        limit = endpoint.config.max_response_bytes
+        if len(response.body) > limit:
+            return Failure(
+                FailureKind.TOO_LARGE,
+                f"answer larger than {limit} bytes from {endpoint.shown_url}",
+                response.status,
+            )
+        failure = failure_from_response(response.status, response.headers, response.body)
+        if failure is not None:
+            return failure
+        return parse_completion(response.body, chat=endpoint.chat)
+
+    def _retry_delay(
+        self, request: CompletionRequest, endpoint: Endpoint, attempt: int, failure: Failure
+    ) -> float:
+        """The wait before the next attempt, the server's request capped, long ones logged."""
+        cap = endpoint.config.max_retry_wait
+        delay = self.policy.delay(attempt, failure, self._rng, cap=cap)
+        requested = failure.retry_after
+        if requested is not None and requested > min(cap, LONG_WAIT):
+            asked = (
+                f"endpoint {endpoint.shown_base_url} asked to wait {requested:g}s "
+                f"({failure.wait_source or 'Retry-After'})"
+            )
+            if requested > cap:
+                where = f"endpoints[{self.endpoints.index(endpoint)}].max_retry_wait"
+                message = f"{asked}; waiting {cap:g}s at most ({where})"
+                # Once per episode (until the endpoint next answers): every request of a
+                # throttled run would say the same. Later long waits still show at INFO.
+                if not endpoint.wait_capped:
+                    level = logging.WARNING
+                else:
+                    level = logging.INFO if delay > LONG_WAIT else logging.DEBUG
+                endpoint.wait_capped = True
+            else:
+                message, level = f"{asked}; waiting {delay:.0f}s", logging.INFO
+            logger.log(level, "%s", self.redact(message))
+        elif delay > LONG_WAIT:
+            logger.info(
+                "%s",
+                self.redact(
+                    f"{request.stage}: waiting {delay:.0f}s before retrying at "
+                    f"{endpoint.shown_base_url}"
+                ),
+            )
+        logger.debug(
+            "%s",
+            self.redact(
+                f"{request.stage}: attempt {attempt} at {endpoint.shown_url} failed "
+                f"({failure.kind.value}: {failure.message[:200]}); retry in {delay:.3f} s"
+            ),
+        )
+        return delay
 
     def _succeeded(
         self,
@@ -379,6 +463,7 @@ class HTTPClient:
         endpoint.count("succeeded")
         endpoint.consecutive_failures = 0
         endpoint.cooldowns = 0
+        endpoint.wait_capped = False
         usage = completion.usage
         if usage.total_tokens == 0:
             # The server did not say: estimate, so budgets and pacing still see the spend.
@@ -442,10 +527,21 @@ class HTTPClient:
             logger.warning(
                 "%s",
                 self.redact(
-                    f"endpoint {endpoint.config.base_url} failed {self._cooldown_after} times "
+                    f"endpoint {endpoint.shown_base_url} failed {self._cooldown_after} times "
                     f"in a row ({failure.kind.value}); cooling down for {pause:g} s"
                 ),
             )
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The credentials written into ``url`` (``user:password@``), long enough to scrub."""
+    userinfo, at, _ = url.partition("://")[2].partition("/")[0].rpartition("@")
+    if not at or not userinfo:
+        return []
+    password = userinfo.partition(":")[2]
+    # Clients send the percent-decoded form (Basic auth), so messages may quote either.
+    forms = {userinfo, password, unquote(userinfo), unquote(password)}
+    return sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True)
 
 
 def build_http_client(
@@ -471,7 +567,7 @@ def build_http_client(
         if not config.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"endpoints[{i}].base_url: must start with http:// or https://, "
-                f"got {config.base_url!r}"
+                f"got {display_url(config.base_url)!r}"
             )
         key = environ.get(config.api_key_env) if config.api_key_env else None
         size = pool_size(config)

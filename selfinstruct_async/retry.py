@@ -1,11 +1,13 @@
 """Which failures are worth another attempt, and how long to wait before it.
 
 Classification is by HTTP status and by transport exception; 429 and 5xx, timeouts,
-connection resets, malformed JSON and empty ``choices`` are transient, any other 4xx is
-permanent. The wait honours what the server said (``retry-after-ms``, ``Retry-After``,
-``x-ratelimit-reset-*`` when the matching ``x-ratelimit-remaining-*`` is zero) and
-otherwise backs off exponentially with jitter, so that retries of one burst do not come
-back as another burst. Each request waits on its own: nothing here pauses other requests.
+connection resets, malformed JSON, empty ``choices`` and answers over the size cap are
+transient, any other 4xx is permanent. The wait honours what the server said
+(``retry-after-ms``, ``Retry-After``, ``x-ratelimit-reset-*`` when the matching
+``x-ratelimit-remaining-*`` is zero), up to a cap the caller gives (a provider asking for a
+day must not park a request for a day), and otherwise backs off exponentially with jitter,
+so that retries of one burst do not come back as another burst. Each request waits on its
+own: nothing here pauses other requests.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import TransportError, TransportTimeout
+from .errors import ResponseTooLarge, TransportError, TransportTimeout
 
 
 class FailureKind(Enum):
@@ -32,6 +34,7 @@ class FailureKind(Enum):
     CONNECTION = "connection"
     MALFORMED = "malformed"
     EMPTY = "empty"
+    TOO_LARGE = "too_large"
     CLIENT_ERROR = "client_error"
 
     @property
@@ -48,6 +51,7 @@ class Failure:
     status: int | None = None
     retry_after: float | None = None  # seconds the server asked us to wait
     limit_type: str | None = None  # "requests" or "tokens" for a 429, when known
+    wait_source: str | None = None  # the header ``retry_after`` came from
 
     @property
     def retryable(self) -> bool:
@@ -67,6 +71,8 @@ def classify_status(status: int) -> FailureKind | None:
 
 def classify_exception(exc: TransportError) -> Failure:
     """Classify a transport failure (all of them are transient)."""
+    if isinstance(exc, ResponseTooLarge):
+        return Failure(FailureKind.TOO_LARGE, str(exc))
     kind = FailureKind.TIMEOUT if isinstance(exc, TransportTimeout) else FailureKind.CONNECTION
     return Failure(kind, f"{type(exc).__name__}: {exc}")
 
@@ -101,6 +107,14 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
     ``retry-after-ms`` wins over ``Retry-After`` because it is the more precise of the
     two; ``Retry-After`` may be seconds or an HTTP date.
     """
+    found = requested_wait(headers, now=now)
+    return None if found is None else found[0]
+
+
+def requested_wait(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> tuple[float, str] | None:
+    """Like :func:`retry_after`, with the name of the header that said it."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms is not None:
         try:
@@ -108,18 +122,18 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
         except ValueError:
             ms = math.nan
         if math.isfinite(ms) and ms >= 0:
-            return ms / 1000.0
+            return ms / 1000.0, "retry-after-ms"
     raw = headers.get("retry-after")
     if raw is None:
         return None
     seconds = parse_duration(raw)
     if seconds is not None:
-        return seconds
+        return seconds, "Retry-After"
     try:
         when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - (time.time() if now is None else now)), "Retry-After"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +201,10 @@ def failure_from_response(status: int, headers: Mapping[str, str], body: bytes) 
         return None
     excerpt = body[:300].decode("utf-8", "replace")
     message = f"HTTP {status}: {excerpt}"
-    wait = retry_after(headers)
+    found = requested_wait(headers)
+    wait, source = found if found is not None else (None, None)
     if kind is not FailureKind.RATE_LIMITED:
-        return Failure(kind, message, status, wait)
+        return Failure(kind, message, status, wait, wait_source=source)
     info = rate_limit_info(headers)
     limit_type = _error_type(body)
     if limit_type not in ("requests", "tokens"):
@@ -200,13 +215,13 @@ def failure_from_response(status: int, headers: Mapping[str, str], body: bytes) 
         else:
             limit_type = None
     # A spent window's reset time is as good as a Retry-After.
-    for remaining, reset in (
-        (info.remaining_requests, info.reset_requests),
-        (info.remaining_tokens, info.reset_tokens),
+    for name, remaining, reset in (
+        ("requests", info.remaining_requests, info.reset_requests),
+        ("tokens", info.remaining_tokens, info.reset_tokens),
     ):
-        if remaining == 0 and reset is not None:
-            wait = reset if wait is None else max(wait, reset)
-    return Failure(kind, message, status, wait, limit_type)
+        if remaining == 0 and reset is not None and (wait is None or reset > wait):
+            wait, source = reset, f"x-ratelimit-reset-{name}"
+    return Failure(kind, message, status, wait, limit_type, source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,13 +247,20 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
-    def delay(self, attempt: int, failure: Failure, rng: random.Random) -> float:
+    def delay(
+        self, attempt: int, failure: Failure, rng: random.Random, *, cap: float | None = None
+    ) -> float:
         """Seconds to wait after failed attempt ``attempt`` before queueing the next.
 
         A server-given wait is honoured as a floor, with up to 10% (at most 1 s) of jitter
-        added so that requests throttled together do not return together.
+        added so that requests throttled together do not return together. A wait longer
+        than ``cap`` is cut to ``cap``, jittered below it for the same reason.
         """
-        if failure.retry_after is not None:
-            spread = min(1.0, 0.1 * failure.retry_after + 0.01)
-            return failure.retry_after + rng.uniform(0, spread)
-        return self.backoff(attempt, rng)
+        if failure.retry_after is None:
+            backoff = self.backoff(attempt, rng)
+            return backoff if cap is None else min(backoff, cap)
+        if cap is not None and failure.retry_after > cap:
+            return cap - rng.uniform(0, min(1.0, 0.1 * cap))
+        spread = min(1.0, 0.1 * failure.retry_after + 0.01)
+        wait = failure.retry_after + rng.uniform(0, spread)
+        return wait if cap is None else min(wait, cap)

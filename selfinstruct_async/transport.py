@@ -5,19 +5,51 @@ retries, pacing and parsing; a :class:`Transport` only delivers bytes and maps n
 failures onto :class:`~selfinstruct_async.errors.TransportTimeout` and
 :class:`~selfinstruct_async.errors.TransportConnectionError`. Unit tests plug in a
 :class:`MockTransport` with a handler function instead of a server.
+
+Answers are read chunk by chunk up to the request's ``max_bytes``
+(:class:`~selfinstruct_async.errors.ResponseTooLarge` beyond it), so one runaway answer
+can neither fill memory nor keep a cancelled request busy. URLs are shown through
+:func:`display_url`, which drops any ``user:password@`` part.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from .errors import TransportConnectionError, TransportTimeout
+from .errors import ResponseTooLarge, TransportConnectionError, TransportTimeout
+
+# Bytes asked of the socket per read: small enough that memory stays near the cap and
+# cancellation is checked often, large enough to cost nothing on normal answers.
+READ_CHUNK = 64 * 1024
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#]*@")
+
+
+def strip_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it removed."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def display_url(url: str) -> str:
+    """``url`` fit for messages and logs: without ``user:password@``, query or fragment.
+
+    Credentials in a URL are secrets like an API key; a query may carry a key too
+    (``?api-key=...``), so it is shown only as ``?...``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return strip_userinfo(url)
+    host = parts.netloc.rpartition("@")[2]
+    query = "..." if parts.query else ""
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -32,6 +64,7 @@ class TransportRequest:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout: float = 120.0
+    max_bytes: int | None = None  # larger answers raise ResponseTooLarge
 
     def json(self) -> Any:
         """The body decoded as JSON (for handlers in tests)."""
@@ -129,17 +162,42 @@ class AiohttpTransport:
             async with session.post(
                 request.url, data=request.body, headers=dict(request.headers), timeout=timeout
             ) as resp:
-                body = await resp.read()
+                body = await _read_body(resp, request)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return TransportResponse(resp.status, headers, body)
         except TimeoutError as exc:
             raise TransportTimeout(f"no answer within {request.timeout:g} s") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            # The exception text names only host and port, never headers.
-            raise TransportConnectionError(f"{type(exc).__name__}: {exc}") from exc
+            # The exception text names host and port, never headers; some aiohttp errors
+            # quote the URL, so credentials written into it are cut out.
+            raise TransportConnectionError(strip_userinfo(f"{type(exc).__name__}: {exc}")) from exc
 
     async def aclose(self) -> None:
         self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+async def _read_body(resp: aiohttp.ClientResponse, request: TransportRequest) -> bytes:
+    """The body, read a chunk at a time (each read is a cancellation point) up to the cap.
+
+    Beyond ``request.max_bytes`` the connection is closed, not drained: draining a
+    runaway answer is exactly the cost the cap exists to avoid.
+    """
+    limit = request.max_bytes
+    if limit is None:
+        return await resp.read()
+    announced = resp.content_length
+    if announced is not None and announced > limit:
+        resp.close()
+        raise ResponseTooLarge(limit, display_url(request.url), announced=announced)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise ResponseTooLarge(limit, display_url(request.url), bytes_read=size)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -13,7 +17,8 @@ from selfinstruct_async.config import EndpointConfig
 from selfinstruct_async.errors import PermanentHTTPError
 from selfinstruct_async.http_client import build_http_client
 from selfinstruct_async.llm import CompletionRequest
-from selfinstruct_async.simulator.server import SimulatorHandle
+from selfinstruct_async.simulator.process import set_outage, simulator_process, stats
+from selfinstruct_async.simulator.server import SimulatorHandle, SimulatorSettings
 from selfinstruct_async.tokens import count_tokens, prompt_tokens
 from selfinstruct_async.usage import UsageMeter
 from tests.fixtures.simulator import MakeSimulator
@@ -215,3 +220,195 @@ async def test_client_configured_above_the_limit_learns_it_from_headers(
         assert client.endpoints[0].pacer.rpm == pytest.approx(1500)
     assert sim.stats.ok == 60
     assert sim.stats.rate_limited <= 3
+
+
+# -- a hostile provider's habits (issue 18) ---------------------------------------------
+
+
+CHAT_BODY: dict[str, Any] = {
+    "model": "sim-model",
+    "messages": [{"role": "user", "content": "name three rivers"}],
+    "max_tokens": 10,
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("echo", BODY["prompt"]), ("null", None), ("empty", "")]
+)
+async def test_useless_answer_modes_echo_the_prompt_or_send_null_or_empty_text(
+    make_simulator: MakeSimulator, mode: str, expected: str | None
+) -> None:
+    sim = await make_simulator(answers=mode)
+    async with aiohttp.ClientSession() as session:
+        status, _, payload = await post(session, f"{sim.base_url}/completions")
+        chat_status, _, chat = await post(session, f"{sim.base_url}/chat/completions", CHAT_BODY)
+    assert status == chat_status == 200
+    assert payload["choices"][0]["text"] == expected
+    chat_expected = "name three rivers" if mode == "echo" else expected
+    assert chat["choices"][0]["message"]["content"] == chat_expected
+    assert sim.stats.faults[f"answer_{mode}"] == 2
+    assert sim.stats.ok == 2
+
+
+@pytest.mark.anyio
+async def test_fault_429_refuses_without_any_limit_and_forces_a_day_long_retry_after(
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = await make_simulator(fault_429=1.0, retry_after=86400)
+    async with aiohttp.ClientSession() as session:
+        status, headers, payload = await post(session, f"{sim.base_url}/completions")
+    assert status == 429
+    assert headers["retry-after"] == "86400"
+    assert "retry-after-ms" not in headers  # it would win in clients and hide the day
+    assert payload["error"]["code"] == "rate_limit_exceeded"
+    assert sim.stats.faults["429"] == 1
+    assert sim.stats.rate_limited == 1
+
+
+@pytest.mark.anyio
+async def test_forced_retry_after_also_replaces_the_wait_of_real_rate_limits(
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = await make_simulator(rpm=60, window=1.0, retry_after=3600)  # one request per window
+    async with aiohttp.ClientSession() as session:
+        first = await post(session, f"{sim.base_url}/completions")
+        second = await post(session, f"{sim.base_url}/completions")
+    assert first[0] == 200
+    assert second[0] == 429
+    assert second[1]["retry-after"] == "3600"
+    assert "retry-after-ms" not in second[1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_huge_body_is_streamed_at_the_given_size_with_or_without_content_length(
+    make_simulator: MakeSimulator, chunked: bool
+) -> None:
+    size = 300_000
+    sim = await make_simulator(fault_huge=1.0, huge_bytes=size, huge_chunked=chunked)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sim.base_url}/completions", json=BODY) as resp:
+            status, length = resp.status, resp.content_length
+            raw = await resp.read()
+        async with session.post(f"{sim.base_url}/chat/completions", json=CHAT_BODY) as resp:
+            chat_raw = await resp.read()
+    assert status == 200
+    assert length == (None if chunked else size)
+    assert len(raw) == len(chat_raw) == size
+    # Valid JSON: a client without a cap on the size would take it as an answer.
+    assert len(json.loads(raw)["choices"][0]["text"]) > size * 0.99
+    assert json.loads(chat_raw)["choices"][0]["message"]["content"].startswith("xxx")
+    assert sim.stats.faults["huge"] == 2
+    assert sim.stats.disconnects == 0
+
+
+@pytest.mark.anyio
+async def test_outage_started_and_ended_by_the_admin_endpoint_answers_503_meanwhile(
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = await make_simulator()
+    root = sim.base_url.removesuffix("/v1")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{root}/_simulator/outage", json={"active": True}) as resp:
+            assert (await resp.json()) == {"active": True, "remaining": None}
+        during = [await post(session, f"{sim.base_url}/completions") for _ in range(3)]
+        async with session.post(f"{root}/_simulator/outage", json={"active": False}) as resp:
+            assert (await resp.json())["active"] is False
+        after = await post(session, f"{sim.base_url}/completions")
+        async with session.post(f"{root}/_simulator/outage", json={"active": "yes"}) as resp:
+            assert resp.status == 400
+    assert [status for status, _, _ in during] == [503, 503, 503]
+    assert during[0][2]["error"]["type"] == "server_error"
+    assert after[0] == 200
+    assert sim.stats.faults["outage"] == 3
+    assert sim.stats.ok == 1
+
+
+@pytest.mark.anyio
+async def test_timed_outage_begins_after_n_successful_answers(
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = await make_simulator(outage_after=2, outage_seconds=3600)
+    async with aiohttp.ClientSession() as session:
+        statuses = [(await post(session, f"{sim.base_url}/completions"))[0] for _ in range(4)]
+        assert sim.in_outage
+        sim.end_outage()  # rather than waiting an hour; the outage is not started again
+        statuses.append((await post(session, f"{sim.base_url}/completions"))[0])
+    assert statuses == [200, 200, 503, 503, 200]
+    assert sim.stats.faults["outage"] == 2
+
+
+@pytest.mark.anyio
+async def test_timed_outage_is_over_once_its_seconds_have_passed_on_the_loop_clock(
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = await make_simulator(outage_after=1, outage_seconds=0.0)
+    async with aiohttp.ClientSession() as session:
+        statuses = [(await post(session, f"{sim.base_url}/completions"))[0] for _ in range(3)]
+    assert statuses == [200, 200, 200]  # an outage of 0 s is over as soon as it begins
+    assert not sim.in_outage
+    assert sim.stats.faults["outage"] == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"fault_429": 0.6, "fault_huge": 0.6},
+        {"fault_5xx": 0.5, "fault_429": 0.6},
+        {"fault_huge": -0.1},
+        {"answers": "sarcastic"},
+        {"huge_bytes": 0},
+        {"retry_after": float("inf")},
+        {"outage_seconds": -1.0},
+    ],
+)
+def test_settings_refuse_impossible_hostility(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SimulatorSettings(**fields)
+
+
+def test_simulator_process_takes_the_hostile_options_and_ends_an_outage_on_request() -> None:
+    options = ("--answers", "null", "--outage-after", "1", "--outage-seconds", "3600")
+    with simulator_process(*options) as base_url:
+        first = _post_sync(f"{base_url}/completions")
+        second = _post_sync(f"{base_url}/completions")
+        assert set_outage(base_url, active=False) is False
+        third = _post_sync(f"{base_url}/completions")
+        seen = stats(base_url)
+    assert first[0] == 200 and first[1]["choices"][0]["text"] is None
+    assert second[0] == 503
+    assert third[0] == 200
+    assert seen["faults"] == {"answer_null": 2, "outage": 1}
+
+
+def test_simulator_help_lists_the_hostile_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "selfinstruct_async.simulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for option in (
+        "--answers",
+        "--fault-huge",
+        "--huge-bytes",
+        "--huge-chunked",
+        "--fault-429",
+        "--retry-after",
+        "--outage-after",
+        "--outage-seconds",
+    ):
+        assert option in result.stdout
+
+
+def _post_sync(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(BODY).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)

@@ -2,7 +2,16 @@
 
 Prints ``listening on http://HOST:PORT/v1`` once it accepts requests (``--port 0`` picks a
 free port, which is how ``bench/rpm.py`` starts it in a separate process) and serves until
-interrupted. ``GET /_simulator/stats`` returns the counters as JSON.
+interrupted. ``GET /_simulator/stats`` returns the counters as JSON; ``POST
+/_simulator/outage`` with ``{"active": true}`` or ``{"active": false}`` starts or ends an
+outage (every request answered 503).
+
+A hostile provider, for example::
+
+    python -m selfinstruct_async.simulator --answers echo            # useless answers
+    python -m selfinstruct_async.simulator --fault-429 0.5 --retry-after 86400
+    python -m selfinstruct_async.simulator --fault-huge 0.1 --huge-bytes 100000000
+    python -m selfinstruct_async.simulator --outage-after 20 --outage-seconds 5
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .server import SimulatorSettings, echo_respond, running_simulator
+from .server import ANSWER_MODES, SimulatorSettings, echo_respond, running_simulator
+
+_FAULTS = ("5xx", "reset", "hang", "malformed", "empty", "truncate", "429", "huge")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,9 +42,49 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rate-limit-headers", action="store_true", help="omit x-ratelimit-*")
     p.add_argument("--latency", type=float, default=0.0, help="median latency in seconds")
     p.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma (0: fixed)")
-    for fault in ("5xx", "reset", "hang", "malformed", "empty", "truncate"):
+    for fault in _FAULTS:
         p.add_argument(f"--fault-{fault}", type=float, default=0.0, metavar="P")
     p.add_argument("--hang-seconds", type=float, default=3600.0)
+    p.add_argument(
+        "--retry-after",
+        type=float,
+        default=None,
+        metavar="S",
+        help="send this Retry-After (seconds) on every 429, e.g. 86400",
+    )
+    p.add_argument(
+        "--huge-bytes",
+        type=int,
+        default=100 << 20,
+        metavar="N",
+        help="body size of a --fault-huge answer (default: 100 MiB)",
+    )
+    p.add_argument(
+        "--huge-chunked",
+        action="store_true",
+        help="send huge bodies chunked, without Content-Length",
+    )
+    p.add_argument(
+        "--huge-chunk-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="pause between 64 KiB pieces of a huge body",
+    )
+    p.add_argument(
+        "--answers",
+        choices=ANSWER_MODES,
+        default="normal",
+        help="useless answers: the prompt echoed back, null text, or empty text",
+    )
+    p.add_argument(
+        "--outage-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="after N successful answers, answer 503 for --outage-seconds",
+    )
+    p.add_argument("--outage-seconds", type=float, default=5.0, metavar="S")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="sim-model")
     p.add_argument(
@@ -67,7 +118,16 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         fault_malformed=args.fault_malformed,
         fault_empty=args.fault_empty,
         fault_truncate=args.fault_truncate,
+        fault_429=args.fault_429,
+        fault_huge=args.fault_huge,
         hang_seconds=args.hang_seconds,
+        retry_after=args.retry_after,
+        huge_bytes=args.huge_bytes,
+        huge_chunked=args.huge_chunked,
+        huge_chunk_delay=args.huge_chunk_delay,
+        answers=args.answers,
+        outage_after=args.outage_after,
+        outage_seconds=args.outage_seconds,
         seed=args.seed,
         model=args.model,
         api_key=api_key,

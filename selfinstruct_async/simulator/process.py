@@ -37,9 +37,29 @@ def simulator_process(*args: str) -> Iterator[str]:
             process.wait()
 
 
-def served(base_url: str) -> int:
-    """Successful answers the simulator sent (its stats endpoint)."""
+def stats(base_url: str) -> dict[str, Any]:
+    """What the simulator at ``base_url`` has seen (its stats endpoint)."""
     root = base_url.removesuffix("/v1")
     with urllib.request.urlopen(f"{root}/_simulator/stats", timeout=5) as response:
-        stats: dict[str, Any] = json.load(response)
-    return int(stats["ok"])
+        seen: dict[str, Any] = json.load(response)
+    return seen
+
+
+def served(base_url: str) -> int:
+    """Successful answers the simulator sent (its stats endpoint)."""
+    return int(stats(base_url)["ok"])
+
+
+def set_outage(base_url: str, *, active: bool = True, seconds: float | None = None) -> bool:
+    """Start (for ``seconds``, or until ended) or end an outage; whether one is on now."""
+    root = base_url.removesuffix("/v1")
+    body = json.dumps({"active": active, "seconds": seconds}).encode()
+    request = urllib.request.Request(
+        f"{root}/_simulator/outage",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        state: dict[str, Any] = json.load(response)
+    return bool(state["active"])
