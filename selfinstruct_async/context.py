@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .answer_guard import AnswerGuard
 from .config import Config
 from .errors import LLMError, PermanentHTTPError, PromptRejected, RetriesExhausted
 from .filters import FilterChain
@@ -19,17 +21,77 @@ from .llm import Completion, CompletionRequest, LLMClient
 from .plugins import Plugins
 from .pool import Pool
 from .prompts import PromptTemplates
-from .records import SeedTask
+from .records import PendingTask, RejectionRecord, SeedTask
 from .store import Store
 from .usage import UsageMeter
 
 log = logging.getLogger("selfinstruct_async")
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 # Statuses that say "this prompt" is wrong (too long for the context, say) rather than
 # "this endpoint or key" is: skip the item and go on.
 _PER_REQUEST_STATUSES = frozenset({400, 413, 422})
+
+# The task-level rejection for a prompt the endpoint can never serve.
+REQUEST_REFUSED = "request_refused"
+
+
+class _TakenCounters(dict[str, float]):
+    """Counter increments on their way into a store commit (see :meth:`RunContext.db`)."""
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """A request that got no answer. It decides nothing about its task.
+
+    ``permanent`` when the endpoint refused this very prompt (too long, invalid): sending
+    it again cannot help. Otherwise the failure was transient (retries exhausted during
+    an outage) and the task waits for another try.
+    """
+
+    stage: str
+    error: LLMError
+    permanent: bool
+
+    def reason(self) -> str:
+        return f"permanent: the endpoint refused the {self.stage} request ({self.error})"
+
+
+class RetryQueue(Generic[T]):
+    """Tasks waiting ``delay`` seconds before they go back into their stage's stream.
+
+    The delay is the same for all, so the queue is in due order and one feeder sleeps
+    until the head is due: a computed wait, never a poll. Its length is bounded by the
+    pool, which pauses generation while too many tasks wait (``Pool.max_deferred``).
+    """
+
+    def __init__(self, delay: float, on_resent: Callable[[], None]) -> None:
+        self.delay = delay
+        self._on_resent = on_resent
+        self._due: deque[tuple[float, T]] = deque()
+        self._added = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def add(self, item: T) -> None:
+        self._due.append((anyio.current_time() + self.delay, item))
+        self._added.set()
+
+    async def feed(self, send: MemoryObjectSendStream[T]) -> None:
+        """Send each item back once it is due; runs until cancelled."""
+        async with send:
+            while True:
+                while not self._due:
+                    self._added = anyio.Event()
+                    await self._added.wait()
+                due, item = self._due[0]
+                await anyio.sleep_until(due)
+                self._due.popleft()
+                await send.send(item)
+                self._on_resent()
 
 
 @dataclass
@@ -56,6 +118,15 @@ class RunContext:
     stopping: anyio.Event = field(default_factory=anyio.Event)
     in_flight: int = 0
     _idle: anyio.Event = field(default_factory=anyio.Event)
+    # Tasks whose request failed, by the stage that retries them (set up by the pipeline).
+    retries: dict[str, RetryQueue[PendingTask]] = field(default_factory=dict)
+    # Useless answers so far per pending task, which picks the variant of its next prompt.
+    useless_tries: dict[str, int] = field(default_factory=dict)
+    guard: AnswerGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        run = self.config.run
+        self.guard = AnswerGuard(run.max_useless_streak, run.max_useless_share, run.useless_window)
 
     def stop_requesting(self) -> None:
         """Graceful stop: no new request starts; those in flight finish and are recorded."""
@@ -68,8 +139,19 @@ class RunContext:
         await self._idle.wait()
 
     async def db(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run a store call on a worker thread, one at a time: disk waits never stall the loop."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
+        """Run a store call on a worker thread, one at a time: disk waits never stall the loop.
+
+        Counters taken for the call go back to the unflushed ones when it does not commit
+        (cancelled while waiting for its turn, or rolled back), so the final flush keeps them.
+        """
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
+        except BaseException:
+            for arg in args:
+                if isinstance(arg, _TakenCounters):
+                    for name, n in arg.items():
+                        self._unflushed[name] = self._unflushed.get(name, 0) + n
+            raise
 
     def count(self, name: str, n: float = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -86,6 +168,7 @@ class RunContext:
             "pending": pool.pending,
             "undecided": pool.undecided,
             "generating": pool.generating,
+            "deferred": pool.deferred,
             "in_flight": self.in_flight,
             "stopping": self.stopping.is_set(),
             "queues": {
@@ -102,12 +185,17 @@ class RunContext:
 
     def take_counters(self) -> dict[str, float]:
         """Counter increments not yet written; they ride along with the next store commit."""
-        taken = dict(self._unflushed)
+        taken = _TakenCounters(self._unflushed)
         self._unflushed.clear()
         return taken
 
-    async def complete(self, request: CompletionRequest) -> Completion | None:
-        """Complete ``request``; ``None`` when this one request failed but the run can go on."""
+    async def complete(self, request: CompletionRequest) -> Completion | RequestFailed:
+        """Complete ``request``, or say why this one request failed while the run goes on.
+
+        A failure never stands for an answer: the caller leaves its task pending
+        (:meth:`defer`) or, when the endpoint refused the prompt for good, rejects the
+        task saying so. Too many failures in a row still end the run (an outage).
+        """
         if self.stopping.is_set():
             await anyio.sleep_forever()  # cancelled once in-flight requests have drained
         self.count(f"requests.{request.stage}")
@@ -119,15 +207,53 @@ class RunContext:
                 raise
             self.count(f"failed.{request.stage}")
             self._consecutive_failures += 1
-            log.warning("%s request failed: %s", request.stage, error)
+            permanent = not isinstance(error, RetriesExhausted)
+            if permanent:
+                log.warning("%s request refused for good: %s", request.stage, error)
+            else:
+                log.warning("%s request failed, nothing decided: %s", request.stage, error)
             if self._consecutive_failures >= self.max_consecutive_failures:
                 raise LLMError(
                     f"{self._consecutive_failures} requests failed in a row; last: {error}"
                 ) from error
-            return None
+            return RequestFailed(request.stage, error, permanent)
         finally:
             self.in_flight -= 1
             if self.in_flight == 0 and self.stopping.is_set():
                 self._idle.set()
         self._consecutive_failures = 0
         return completion
+
+    def answered(self, stage: str, usable: bool, text: str) -> None:
+        """Count an answer as usable or not; raises ``UselessAnswers`` past the run's limits."""
+        if not usable:
+            self.count(f"useless.{stage}")
+        self.guard.record(stage, usable, text)
+
+    def defer(self, stage: str, task: PendingTask, *, failed: bool = True) -> None:
+        """Leave ``task`` pending and send it back to ``stage`` after ``run.retry_failed_after``.
+
+        The checkpoint already says pending (nothing was committed for this request), so
+        a run that stops meanwhile retries it on resume. ``deferred.<stage>`` counts the
+        tasks deferred because their request failed (``useless.<stage>`` the others).
+        """
+        if failed:
+            self.count(f"deferred.{stage}")
+        self.pool.defer()
+        self.retries[stage].add(task)
+
+    async def reject_task(self, task: PendingTask, filter_name: str, reason: str) -> None:
+        """Commit ``task`` as rejected by ``filter_name``, outside the instance filters."""
+        record = RejectionRecord("task", filter_name, reason, task.instruction, task.id)
+        self.useless_tries.pop(task.id, None)
+        self.count(f"rejected.task.{filter_name}")
+        await self.db(
+            self.store.finish_task,
+            task.id,
+            None,
+            [record],
+            self.take_counters(),
+            self.checkpoint_meta(),
+        )
+        self.pool.finish(None)
+        self.plugins.candidate_rejected(record)

@@ -6,6 +6,10 @@
 There is no barrier between rounds: each stage works on whatever has arrived, and
 later generation prompts sample from tasks accepted moments ago. Tasks that were
 pending when a previous run stopped re-enter at classification.
+
+A task whose classification or instance request failed is not decided: it waits in
+that stage's retry queue for ``run.retry_failed_after`` seconds and re-enters the
+stage's input stream (and, if the run stops first, it is still pending on resume).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .context import RunContext
+from .context import RetryQueue, RunContext
 from .records import Candidate, Instance, PendingTask
 from .stages import (
     filter_instances,
@@ -26,7 +30,9 @@ from .stages import (
     generate_instructions,
     identify_classification,
 )
+from .stages.generate_instances import STAGE as INSTANCES
 from .stages.generate_instructions import candidates_of
+from .stages.identify_classification import STAGE as CLASSIFICATION
 
 T = TypeVar("T")
 
@@ -67,6 +73,11 @@ async def run_pipeline(ctx: RunContext, resumed: Resumed = Resumed()) -> None:
     ctx.queues.update(
         candidates=candidates_tx, pending=pending_tx, labelled=labelled_tx, generated=generated_tx
     )
+    ctx.pool.max_deferred = size
+    delay = ctx.config.run.retry_failed_after
+    retry_classification = RetryQueue[PendingTask](delay, ctx.pool.undefer)
+    retry_instances = RetryQueue[PendingTask](delay, ctx.pool.undefer)
+    ctx.retries.update({CLASSIFICATION: retry_classification, INSTANCES: retry_instances})
     async with anyio.create_task_group() as tg:
         async with candidates_tx, pending_tx, pending_rx, labelled_tx, labelled_rx, generated_tx:
             for _ in range(ctx.config.generation.workers):
@@ -74,6 +85,8 @@ async def run_pipeline(ctx: RunContext, resumed: Resumed = Resumed()) -> None:
             tg.start_soon(_feed, resumed.candidates(), candidates_tx.clone())
             tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
             tg.start_soon(_feed, resumed.pending, pending_tx.clone())
+            tg.start_soon(retry_classification.feed, pending_tx.clone())
+            tg.start_soon(retry_instances.feed, labelled_tx.clone())
             for _ in range(ctx.config.classification.workers):
                 tg.start_soon(identify_classification, ctx, pending_rx.clone(), labelled_tx.clone())
             for _ in range(ctx.config.instances.workers):

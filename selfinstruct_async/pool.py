@@ -6,6 +6,10 @@ under way could cover the target (accepted and pending tasks, candidates not yet
 filtered, generation requests in flight) and wake when a rejection frees a place; the
 wait is an event, never a polling loop. Overshoot is bounded by one response per
 generation worker.
+
+A task whose request failed stays pending (it still counts towards the work under way)
+and waits for another try; while ``max_deferred`` tasks wait, generators pause as well,
+so an outage with no target (or a far one) cannot pile up waiting tasks without bound.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Pool:
         pending: int = 0,
         undecided: int = 0,
         classification_only: bool = False,
+        max_deferred: int = 64,
     ) -> None:
         human = [s for s in seeds if s.is_classification or not classification_only]
         self.human = [s.instruction for s in human] or [s.instruction for s in seeds]
@@ -38,6 +43,8 @@ class Pool:
         self.pending = pending
         self.undecided = undecided
         self.generating = 0
+        self.deferred = 0
+        self.max_deferred = max_deferred
         self._changed = anyio.Event()
 
     @property
@@ -49,6 +56,8 @@ class Pool:
         return self.target > 0 and self.accepted >= self.target
 
     def wants_more(self) -> bool:
+        if self.deferred >= self.max_deferred:
+            return False
         if self.target <= 0:
             return True
         under_way = self.pending + self.undecided + self.generating
@@ -90,6 +99,15 @@ class Pool:
             self.pending += 1
         else:
             self._notify()
+
+    def defer(self) -> None:
+        """A pending task's request failed; it waits for another try and stays pending."""
+        self.deferred += 1
+
+    def undefer(self) -> None:
+        """A waiting task went back to its stage."""
+        self.deferred -= 1
+        self._notify()
 
     def finish(self, instruction: str | None) -> None:
         """A pending task ended: accepted with its ``instruction``, or rejected (``None``)."""

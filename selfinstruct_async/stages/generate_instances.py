@@ -1,4 +1,10 @@
-"""Stage 3: instances, output-first for classification tasks and input-first otherwise."""
+"""Stage 3: instances, output-first for classification tasks and input-first otherwise.
+
+A failed request leaves the task pending for another try (nothing was answered, so
+nothing is decided); a prompt the endpoint refuses for good rejects the task, saying so.
+An answer that parses to no instance is the model's answer: the task is rejected by the
+instance filters, and the answer counts as useless for the run's guard.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import random
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..context import RunContext
+from ..context import REQUEST_REFUSED, RequestFailed, RunContext
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt, select_instance_demonstrations
 from ..records import Instance, PendingTask
@@ -35,15 +41,20 @@ async def generate_instances(
                 ctx.templates,
                 cfg.max_instances,
             )
-            completion = await ctx.complete(prompt.request(STAGE, cfg))
-            instances: list[Instance] = []
-            if completion is not None:
-                instances = parse_instances(
-                    completion.text,
-                    is_classification,
-                    completion.finish_reason,
-                    cfg.max_instances,
-                    templates=ctx.templates,
-                )
+            result = await ctx.complete(prompt.request(STAGE, cfg))
+            if isinstance(result, RequestFailed):
+                if result.permanent:
+                    await ctx.reject_task(task, REQUEST_REFUSED, result.reason())
+                else:
+                    ctx.defer(STAGE, task)
+                continue
+            instances = parse_instances(
+                result.text,
+                is_classification,
+                result.finish_reason,
+                cfg.max_instances,
+                templates=ctx.templates,
+            )
+            ctx.answered(STAGE, bool(instances), result.text)
             ctx.count("instances.generated", len(instances))
             await send.send((task, tuple(instances)))

@@ -1,4 +1,8 @@
-"""Stage 1: ask the model to continue a numbered list of demonstration instructions."""
+"""Stage 1: ask the model to continue a numbered list of demonstration instructions.
+
+A failed request yields no candidates and decides nothing; an answer with no
+instruction in it counts as useless for the run's guard.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import random
 
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ..context import RunContext
+from ..context import RequestFailed, RunContext
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
 from ..records import Candidate
@@ -34,22 +38,23 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.pool.start_generation()
             items: list[str] = []
             try:
-                completion = await ctx.complete(prompt.request(STAGE, cfg))
-                if completion is not None:
+                result = await ctx.complete(prompt.request(STAGE, cfg))
+                if not isinstance(result, RequestFailed):
                     items = parse_instructions(
-                        completion.text,
+                        result.text,
                         len(demonstrations) + 1,
-                        completion.finish_reason,
+                        result.finish_reason,
                         cfg.max_number,
                         known=demonstrations,
                     )
             finally:
                 ctx.pool.end_generation(len(items))
-            if completion is None:
+            if isinstance(result, RequestFailed):
                 continue
             ctx.count("instructions.generated", len(items))
             if not items:
                 ctx.count("instructions.unparseable_responses")
+            ctx.answered(STAGE, bool(items), result.text)
             await ctx.db(ctx.store.add_generation, request_no, items)
             for candidate in candidates_of(request_no, items):
                 await send.send(candidate)

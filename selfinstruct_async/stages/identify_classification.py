@@ -1,17 +1,28 @@
-"""Stage 2: a few-shot yes/no question, is this a classification task with finite labels?"""
+"""Stage 2: a few-shot yes/no question, is this a classification task with finite labels?
+
+Only an answer decides: a failed request leaves the task pending for another try, and
+so does an answer that says neither yes nor no. The next try asks with the
+demonstrations in another order (a different prompt, so neither the request ledger nor
+a deterministic model hands back the same unreadable answer); after ``MAX_TRIES``
+unreadable answers the task is rejected, naming the last one.
+"""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..context import RunContext
+from ..answer_guard import quote_sample
+from ..context import REQUEST_REFUSED, RequestFailed, RunContext
 from ..parsing import parse_classification
 from ..prompts import build_classification_prompt
 from ..records import PendingTask
 
 STAGE = "identify_classification"
+UNREADABLE = "unreadable_classification"
+MAX_TRIES = 3
 
 
 async def identify_classification(
@@ -19,20 +30,55 @@ async def identify_classification(
     receive: MemoryObjectReceiveStream[PendingTask],
     send: MemoryObjectSendStream[PendingTask],
 ) -> None:
-    """Label each pending task; answers other than yes/no count as non-classification."""
-    cfg = ctx.config.classification
+    """Label each pending task from the model's yes or no; pass on only labelled tasks."""
     async with receive, send:
         async for task in receive:
             if task.is_classification is None:
-                prompt = build_classification_prompt(
-                    task.instruction, ctx.classification_demonstrations, ctx.templates
-                )
-                completion = await ctx.complete(prompt.request(STAGE, cfg))
-                answer = None if completion is None else parse_classification(completion.text)
+                answer = await _classify(ctx, task)
                 if answer is None:
-                    ctx.count("classification.unparseable")
-                    answer = False
-                ctx.count("classification.yes" if answer else "classification.no")
+                    continue  # deferred or rejected: nothing to pass on now
                 await ctx.db(ctx.store.set_classification, task.id, answer)
+                # Counted once stored: a run cancelled in between must not count a lost label.
+                ctx.count("classification.yes" if answer else "classification.no")
                 task = replace(task, is_classification=answer)
             await send.send(task)
+
+
+def demonstrations_for(ctx: RunContext, task: PendingTask, tries: int) -> list[tuple[str, bool]]:
+    """The run's demonstrations; reordered per task for each try after an unreadable answer."""
+    demonstrations = list(ctx.classification_demonstrations)
+    if tries:
+        random.Random(f"{ctx.config.run.seed}:{task.id}:{tries}").shuffle(demonstrations)
+    return demonstrations
+
+
+async def _classify(ctx: RunContext, task: PendingTask) -> bool | None:
+    """The model's label, or ``None`` when the task was deferred or rejected instead."""
+    tries = ctx.useless_tries.get(task.id, 0)
+    prompt = build_classification_prompt(
+        task.instruction, demonstrations_for(ctx, task, tries), ctx.templates
+    )
+    result = await ctx.complete(prompt.request(STAGE, ctx.config.classification))
+    if isinstance(result, RequestFailed):
+        if result.permanent:
+            await ctx.reject_task(task, REQUEST_REFUSED, result.reason())
+        else:
+            ctx.defer(STAGE, task)
+        return None
+    answer = parse_classification(result.text)
+    ctx.answered(STAGE, answer is not None, result.text)
+    if answer is not None:
+        ctx.useless_tries.pop(task.id, None)
+        return answer
+    ctx.count("classification.unparseable")
+    tries += 1
+    if tries >= MAX_TRIES:
+        reason = (
+            f"{tries} answers to the classification question said neither yes nor no; "
+            f"last: {quote_sample(result.text)}"
+        )
+        await ctx.reject_task(task, UNREADABLE, reason)
+    else:
+        ctx.useless_tries[task.id] = tries
+        ctx.defer(STAGE, task, failed=False)
+    return None
