@@ -6,6 +6,8 @@ records are written unchanged, in the input's format: JSONL with an ``instructio
 Alpaca JSON (one list of objects with ``instruction``), or plain text, one instruction per
 line (blank lines are not records and are dropped). The output is written to a temporary file
 in the same directory and renamed over ``--out``, so a failed run leaves nothing half-written.
+``--out`` may be neither the input file itself nor one of a run directory's own files
+(:mod:`.run_files`): either would lose the only copy of the data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from .errors import SelfInstructError
+from .run_files import refuse_run_file, refuse_same_file
 from .similarity import EmptyTokensError, SimilarityIndex, tokenizer_names
 
 Format = Literal["jsonl", "json", "text"]
@@ -170,6 +173,8 @@ def deduplicate_file(
 ) -> DedupResult:
     """Read ``source``, drop near-duplicates, write the kept records to ``out``."""
     start = time.perf_counter()
+    refuse_run_file(Path(out), what="the result")
+    refuse_same_file(Path(out), Path(source), what="the result")
     fmt, records = read_records(source)
     index = SimilarityIndex(tokenizer, threshold, on_empty=on_empty)
     kept = deduplicate(records, index)

@@ -9,11 +9,13 @@ Formats (one row per instance; ``docs/exports.md`` has examples):
 * ``hf-jsonl``: JSONL with flat, always-present, consistently typed columns, the shape
   ``datasets.load_dataset("json", data_files=...)`` reads.
 
-Memory stays bounded whatever the size of the run. Rows are streamed from ``tasks.jsonl``
-(complete lines only, up to the size the file had when the export started, so a daemon
-appending to it is harmless). ``--dedup`` and ``--shuffle-seed`` need more than one row at
-a time; they hash-partition the rows into temporary bucket files next to the output and
-process one bucket at a time:
+Memory stays bounded whatever the size of the run, apart from the set of task ids read
+(tens of bytes per task). Rows are streamed from ``tasks.jsonl`` (complete lines only, up
+to the size the file had when the export started, so a daemon appending to it is
+harmless). Lines that are not tasks (blank, hand-written, damaged) and repeats of a task id
+already read are skipped with a warning naming the file and line. ``--dedup`` and
+``--shuffle-seed`` need more than one row at a time; they hash-partition the rows into
+temporary bucket files next to the output and process one bucket at a time:
 
 * shuffling sorts by a keyed hash of the row's content (BLAKE2b keyed with the seed). The
   bucket of a row is the top of that key's range, so emitting buckets in order, each sorted
@@ -24,7 +26,8 @@ process one bucket at a time:
 
 The validation split (``--split``) is decided by another hash of the row's content, so a
 row keeps its side when the run grows and exact duplicates never straddle the split.
-Outputs are written to temporary files in the destination directory and renamed into place.
+Outputs are written to temporary files in the destination directory and renamed into place;
+an output that is one of a run directory's own files is refused (:mod:`.run_files`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import contextlib
 import hashlib
 import heapq
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -44,12 +48,17 @@ from typing import IO, Any
 
 from .errors import SelfInstructError
 from .records import Instance, Task
+from .run_files import refuse_run_file
 
 FORMATS = ("alpaca", "openai-chat", "prompt-completion", "hf-jsonl")
 # Rows of one bucket are held in memory together: about this many bytes of tasks.jsonl
 # (Python objects take several times that: about 60 MiB peak at 8 MiB).
 DEFAULT_BUCKET_BYTES = 8 << 20
 _SPLIT_KEY = b"selfinstruct-split"
+# Skipped lines are named one by one up to this many per read, then only counted.
+MAX_SKIP_WARNINGS = 10
+
+log = logging.getLogger("selfinstruct_async.export")
 
 
 class ExportError(SelfInstructError):
@@ -61,17 +70,22 @@ class ExportError(SelfInstructError):
 
 @dataclass
 class TaskFile:
-    """Streams the complete lines of a ``tasks.jsonl`` another process may be appending to.
+    """Streams the tasks of a ``tasks.jsonl`` another process may be appending to.
 
     Reading stops at the size the file had when :meth:`__iter__` began (a line that was
     being written then is read only if it had been finished), and an unterminated last
-    line is skipped and remembered in :attr:`torn_tail`.
+    line is skipped and remembered in :attr:`torn_tail`. A line that is not a task
+    (blank, not JSON, a missing or mistyped field) or repeats the id of a task already
+    read is skipped with a warning naming the file and line, and counted in
+    :attr:`skipped`: the checkpoint, not this file, is the source of truth, and a
+    resumed run re-appends any committed task such a line stood for.
     """
 
     path: Path
     torn_tail: bool = False
     lines_read: int = 0
     size: int = 0
+    skipped: int = 0
 
     @classmethod
     def in_run(cls, run_dir: Path) -> TaskFile:
@@ -86,20 +100,81 @@ class TaskFile:
 
     def __iter__(self) -> Iterator[Task]:
         self.torn_tail = False
-        self.lines_read = 0
-        with open(self.path, "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
-            number = position = 0
-            while position < self.size:
-                raw = f.readline()
-                position += len(raw)
-                number += 1
-                if not raw.endswith(b"\n"):
-                    self.torn_tail = True
-                    return
-                self.lines_read = number
-                if raw.strip():
-                    yield parse_task_line(raw, str(self.path), number)
+        self.lines_read = self.skipped = 0
+        seen: set[str] = set()
+        try:
+            with open(self.path, "rb") as f:
+                self.size = os.fstat(f.fileno()).st_size
+                number = position = 0
+                while position < self.size:
+                    raw = f.readline()
+                    position += len(raw)
+                    number += 1
+                    if not raw.endswith(b"\n"):
+                        self.torn_tail = True
+                        break
+                    self.lines_read = number
+                    task = self._task(raw, number, seen)
+                    if task is not None:
+                        yield task
+        except OSError as e:
+            raise ExportError(f"{self.path}: cannot read ({e.strerror or e})") from None
+        if self.skipped > MAX_SKIP_WARNINGS:
+            log.warning("%s: skipped %d lines in all", self.path, self.skipped)
+
+    def _task(self, raw: bytes, number: int, seen: set[str]) -> Task | None:
+        """The task on this line, or None (with a warning) when the line is to be skipped."""
+        if not raw.strip():
+            why = f"{self.path}:{number}: blank line"
+        else:
+            try:
+                task = parse_task_line(raw, str(self.path), number)
+            except ExportError as e:
+                why = str(e)
+            else:
+                if task.id not in seen:
+                    seen.add(task.id)
+                    return task
+                why = f"{self.path}:{number}: task {task.id!r} again (an earlier line has it)"
+        self.skipped += 1
+        if self.skipped <= MAX_SKIP_WARNINGS:
+            log.warning("%s; line skipped", why)
+        return None
+
+
+def task_identity(obj: Any) -> tuple[str, int] | None:
+    """The id and a content hash of a parsed line that :func:`parse_task_line` accepts, else None.
+
+    The same rules without building records, for scanning a whole file quickly; two lines
+    with equal hashes hold the same task whatever their key order or spacing.
+    """
+    if not isinstance(obj, dict):
+        return None
+    task_id, instruction = obj.get("id"), obj.get("instruction")
+    instances, is_classification = obj.get("instances"), obj.get("is_classification")
+    if not (
+        isinstance(task_id, str)
+        and isinstance(instruction, str)
+        and isinstance(is_classification, bool)
+        and isinstance(instances, list)
+    ):
+        return None
+    pairs = []
+    for item in instances:
+        if not isinstance(item, dict):
+            return None
+        given, output = item.get("input"), item.get("output")
+        if not (isinstance(given, str) and isinstance(output, str)):
+            return None
+        pairs.append((given, output))
+    return task_id, hash((task_id, instruction, is_classification, tuple(pairs)))
+
+
+def skipped_note(path: Path | str, skipped: int) -> str:
+    """The note for lines of ``tasks.jsonl`` a reader left out (each named in a warning)."""
+    if skipped == 1:
+        return f"{path}: skipped 1 line that is not a task or repeats one (named in a warning)"
+    return f"{path}: skipped {skipped} lines that are not tasks or repeat one (see the warnings)"
 
 
 def _field(obj: dict[str, Any], key: str, kind: type, where: str, name: str = "") -> Any:
@@ -433,6 +508,9 @@ def _check(options: ExportOptions) -> None:
 def export_run(run_dir: Path, out: Path, options: ExportOptions) -> ExportResult:
     """Export ``run_dir``'s tasks to ``out`` (and its validation sibling with a split)."""
     _check(options)
+    refuse_run_file(out, what="the export")
+    if options.split is not None:
+        refuse_run_file(validation_path(out), what="the export")
     task_file = TaskFile.in_run(run_dir)
     if not out.parent.is_dir():
         raise ExportError(f"{out}: directory {out.parent} does not exist")
@@ -467,14 +545,39 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions) -> ExportResult
             task_rows(tasks(), "generated", options.max_instances),
         )
     )
-    writers = [_Writer(options.fmt, out)]
-    if options.split is not None:
-        writers.append(_Writer(options.fmt, validation_path(out)))
+    size_hint = task_file.path.stat().st_size + len(seeds) * 512
     try:
+        writers = _write_rows(rows, out, options, size_hint)
+    except OSError as e:
+        # A read-only or full destination: one line naming the output, nothing half-written.
+        raise ExportError(f"{out}: cannot write the export ({e.strerror or e})") from None
+    result.rows = writers[0].rows
+    if options.split is not None:
+        result.validation_out = writers[1].path
+        result.validation_rows = writers[1].rows
+    result.tasks_read = tasks_seen
+    result.rows_before_dedup = counted
+    result.torn_tail = task_file.torn_tail
+    if task_file.torn_tail:
+        result.notes.append(
+            f"{task_file.path}: ignored an incomplete last line (a run is still writing)"
+        )
+    if task_file.skipped:
+        result.notes.append(skipped_note(task_file.path, task_file.skipped))
+    return result
+
+
+def _write_rows(
+    rows: Iterable[Row], out: Path, options: ExportOptions, size_hint: int
+) -> list[_Writer]:
+    """Write ``rows`` through temporary files renamed into place; all or nothing."""
+    writers: list[_Writer] = []
+    try:
+        writers.append(_Writer(options.fmt, out))
+        if options.split is not None:
+            writers.append(_Writer(options.fmt, validation_path(out)))
         with tempfile.TemporaryDirectory(prefix=".selfinstruct-export-", dir=out.parent) as tmp:
-            buckets = _buckets_for(
-                task_file.path.stat().st_size + len(seeds) * 512, options.bucket_bytes
-            )
+            buckets = _buckets_for(size_hint, options.bucket_bytes)
             if options.shuffle_seed is not None:
                 rows = shuffled(rows, options.shuffle_seed, Path(tmp), buckets, dedup=options.dedup)
             elif options.dedup:
@@ -492,18 +595,7 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions) -> ExportResult
         for w in writers:
             w.discard()
         raise
-    result.rows = writers[0].rows
-    if options.split is not None:
-        result.validation_out = writers[1].path
-        result.validation_rows = writers[1].rows
-    result.tasks_read = tasks_seen
-    result.rows_before_dedup = counted
-    result.torn_tail = task_file.torn_tail
-    if task_file.torn_tail:
-        result.notes.append(
-            f"{task_file.path}: ignored an incomplete last line (a run is still writing)"
-        )
-    return result
+    return writers
 
 
 def _chain(*parts: Iterable[Row]) -> Iterator[Row]:

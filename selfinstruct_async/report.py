@@ -37,8 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SelfInstructError
-from .export import TaskFile, new_file_mode
-from .stats import Table1, compute_stats, fmt_number, fmt_share, load_prices, words
+from .export import TaskFile, new_file_mode, skipped_note
+from .run_files import refuse_run_file
+from .stats import (
+    Table1,
+    compute_stats,
+    fmt_number,
+    fmt_share,
+    load_prices,
+    words,
+)
 from .verbs import VerbSummary, verb_object_counts
 
 PNG_DATA_KEY = "SelfInstructData"
@@ -50,6 +58,7 @@ SIMILARITY_BINS = 20  # bins of width 0.05 over [0, 1]
 LENGTH_BINS = 40
 DEFAULT_SIMILARITY_SAMPLE = 10_000
 REPORT_EXTRA = "selfinstruct-async[report]"
+REPORT_FILES = ("similarity.png", "lengths.png", "verbs.png", "report.html", "report.json")
 
 
 class ReportError(SelfInstructError):
@@ -129,6 +138,7 @@ class ReportData:
     input_words: array[int]  # non-empty inputs only, as in the paper
     output_words: array[int]
     torn_tail: bool = False
+    skipped: int = 0  # lines of tasks.jsonl that are not tasks or repeat one
 
 
 def collect(run_dir: Path) -> ReportData:
@@ -144,6 +154,7 @@ def collect(run_dir: Path) -> ReportData:
                 data.input_words.append(words(inst.input))
             data.output_words.append(words(inst.output))
     data.torn_tail = task_file.torn_tail
+    data.skipped = task_file.skipped
     return data
 
 
@@ -499,6 +510,7 @@ def build_report(
     tokenizer: str = "rouge",
 ) -> dict[str, Path]:
     """Write the figures, ``report.html`` and ``report.json`` to ``out``; return their paths."""
+    _check_out(out)
     _matplotlib()  # fail before the (possibly long) computation
     from .seeds import DEFAULT_SEEDS, load_seed_tasks
 
@@ -508,24 +520,37 @@ def build_report(
     stats = compute_stats(run_dir, prices, tasks=data.table)
     if data.torn_tail:
         stats["notes"].append("tasks.jsonl: ignored an incomplete last line (a run is writing)")
+    if data.skipped:
+        stats["notes"].append(skipped_note("tasks.jsonl", data.skipped))
     figs = figure_data(data, seeds, similarity_sample=similarity_sample, tokenizer=tokenizer)
     images = {
         "similarity.png": plot_similarity(figs),
         "lengths.png": plot_lengths(figs),
         "verbs.png": plot_verbs(figs),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for name, png in images.items():
-        _write_atomic(out / name, png)
-        written[name] = out / name
-    page = render_html(stats, figs, images)
-    _write_atomic(out / "report.html", page.encode("utf-8"))
-    written["report.html"] = out / "report.html"
     machine = {"stats": stats, "figures": asdict(figs)}
-    _write_atomic(out / "report.json", (json.dumps(machine, indent=2) + "\n").encode("utf-8"))
-    written["report.json"] = out / "report.json"
-    return written
+    files = {
+        **images,
+        "report.html": render_html(stats, figs, images).encode("utf-8"),
+        "report.json": (json.dumps(machine, indent=2) + "\n").encode("utf-8"),
+    }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            _write_atomic(out / name, content)
+    except OSError as e:
+        # Read-only or full destination: one line naming the output directory.
+        raise ReportError(f"{out}: cannot write the report ({e.strerror or e})") from None
+    return {name: out / name for name in files}
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a directory (or not exist yet) and none of a run directory's files."""
+    refuse_run_file(out, what="the report")
+    for name in REPORT_FILES:
+        refuse_run_file(out / name, what="the report")
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out}: not a directory (the report is several files)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SelfInstructError
-from .export import TaskFile
+from .export import TaskFile, skipped_note
 from .records import Task
 
 STAGE_LEVELS = ("instruction", "instance", "task")
@@ -358,6 +358,8 @@ def compute_stats(
         tasks = table1(task_file)
         if task_file.torn_tail:
             note.append("tasks.jsonl: ignored an incomplete last line (a run is still writing)")
+        if task_file.skipped:
+            note.append(skipped_note("tasks.jsonl", task_file.skipped))
     result: dict[str, Any] = {"run_dir": str(run_dir), "dataset": tasks.as_dict(), "notes": note}
     if prices is None:
         prices = prices_from_run(run_dir)

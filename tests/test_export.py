@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from collections import Counter
 from dataclasses import replace
@@ -237,20 +238,29 @@ def test_torn_last_line_of_a_running_daemon_is_ignored(run_dir: Path, tasks: lis
     assert result.torn_tail and "incomplete last line" in result.notes[0]
 
 
-def test_malformed_line_fails_naming_line_and_field_and_keeps_old_output(
-    run_dir: Path,
+def test_a_damaged_line_is_skipped_with_a_warning_naming_file_line_and_field(
+    run_dir: Path, tasks: list[Task], caplog: pytest.LogCaptureFixture
 ) -> None:
     out = run_dir.parent / "a.json"
-    out.write_text("previous export\n")
     lines = (run_dir / "tasks.jsonl").read_text().splitlines(keepends=True)
     bad = json.loads(lines[2])
     bad["instances"][0]["output"] = 42
     lines[2] = json.dumps(bad) + "\n"
     (run_dir / "tasks.jsonl").write_text("".join(lines))
-    with pytest.raises(export.ExportError, match=r"tasks\.jsonl:3: field 'instances\[0\]\.output'"):
-        export_run(run_dir, out, ExportOptions("alpaca", split=0.1, shuffle_seed=1))
-    assert out.read_text() == "previous export\n"
-    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["a.json", "run"]
+    with caplog.at_level(logging.WARNING, logger="selfinstruct_async"):
+        result = export_run(run_dir, out, ExportOptions("alpaca", split=0.1, shuffle_seed=1))
+    assert f"{run_dir / 'tasks.jsonl'}:3: field 'instances[0].output': expected str" in caplog.text
+    assert result.tasks_read == len(tasks) - 1
+    assert "skipped 1 line that is not a task" in result.notes[0]
+    exported = alpaca_triples(out)
+    assert result.validation_out is not None
+    exported += alpaca_triples(result.validation_out)
+    assert sorted(exported) == sorted(triples(tasks[:2] + tasks[3:]))
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == [
+        "a.json",
+        "a.validation.json",
+        "run",
+    ]
 
 
 def test_outputs_are_replaced_atomically_with_ordinary_permissions(run_dir: Path) -> None:
