@@ -1,7 +1,9 @@
 """The ``selfinstruct`` command line: run, status, plugins, dedup.
 
 Exit codes: 0 done (target reached), 1 error with a one-line reason on stderr,
-2 bad usage, 3 stopped by the token or cost budget, 130 interrupted.
+2 bad usage, 3 stopped by the token or cost budget, 130 interrupted, 141 the reader of
+standard output went away (``selfinstruct stats RUN | head -1``), as for any command
+killed by SIGPIPE; ``run`` keeps its own exit code then, since its work is done.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import anyio
 
 from . import __version__
 from .config import load_config
-from .errors import BudgetExhausted, ConfigError, SelfInstructError
-from .logs import configure_logging
+from .errors import BudgetExhausted, SelfInstructError
+from .logs import configure_logging, redact, silence_broken_stream
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -49,6 +52,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         overrides.setdefault("local", {})["model_path"] = args.model_path
     if getattr(args, "classification_only", False):
         overrides.setdefault("generation", {})["classification_only"] = True
+    if getattr(args, "allow_mixed", False):
+        overrides.setdefault("run", {})["allow_mixed"] = True
     return overrides
 
 
@@ -70,24 +75,33 @@ def _run(args: argparse.Namespace) -> int:
             run,
             config,
             handle_signals=True,
-            monitor=_monitor_address(args.monitor),
+            monitor=args.monitor,
             progress=not args.no_progress,
         )
     )
-    for line in summary.lines():
-        print(line)
-    return EXIT_OK if summary.reached_target or summary.stopped_by else EXIT_ERROR
-
-
-def _monitor_address(value: str | None) -> tuple[str, int] | None:
-    if not value:
-        return None
-    host, _, port = value.rpartition(":")
+    code = EXIT_OK if summary.reached_target or summary.stopped_by else EXIT_ERROR
     try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"--monitor: expected [HOST:]PORT, got {value!r}") from None
-    return (host.strip("[]") or "127.0.0.1", number)
+        for line in summary.lines():
+            print(line)
+        sys.stdout.flush()
+    except OSError:
+        # Nobody reads the summary any more; the run's data and summary.json are written.
+        silence_broken_stream(sys.stdout)
+    return code
+
+
+def monitor_address(value: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` for ``--monitor``, checked while parsing: before any run directory."""
+    host, _, port = value.rpartition(":")
+    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
+        raise argparse.ArgumentTypeError(
+            f"expected [HOST:]PORT with PORT from 0 to 65535, got {value!r}"
+        )
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise argparse.ArgumentTypeError(
+            f"an IPv6 host goes in brackets ([::1]:{port}), got {value!r}"
+        )
+    return (host.strip("[]") or "127.0.0.1", int(port))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -119,9 +133,11 @@ def _plugins(args: argparse.Namespace) -> int:
     from .plugins import Plugins, make_plugin_manager
 
     config = load(args.config, environ=os.environ)
-    plugins = Plugins(make_plugin_manager(config.plugins.disabled))
+    pm = make_plugin_manager(config.plugins.disabled)
+    plugins = Plugins(pm)
     infos = plugins.describe()
     chain = plugins.build_filter_chain(config.filters.settings, config.filters.on_error)
+    left_out = sorted(pm.disabled_filters)
     if args.json:
         print(json.dumps([dataclasses.asdict(info) for info in infos], indent=2))
         return EXIT_OK
@@ -130,6 +146,8 @@ def _plugins(args: argparse.Namespace) -> int:
         print(f"  hooks: {', '.join(info.hooks)}")
         if info.filters:
             print(f"  filters: {', '.join(info.filters)}")
+    if left_out:
+        print(f"filters left out by plugins.disabled: {', '.join(left_out)}")
     print("instruction filters, in order:")
     for f in chain.instruction_filters:
         print(f"  {f.order:>4d} {f.name}")
@@ -175,9 +193,15 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--monitor",
         metavar="[HOST:]PORT",
-        help="serve /healthz, /status, /metrics (host defaults to 127.0.0.1)",
+        type=monitor_address,
+        help="serve /healthz, /status, /metrics (host defaults to 127.0.0.1; no authentication)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress display or lines")
+    run.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="resume even though seeds, model or API differ from the run's earlier sessions",
+    )
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="progress of a run directory (safe while it runs)")
@@ -202,19 +226,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_lines=args.log_json, stream=sys.stderr)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then handled below
+        return code
     except KeyboardInterrupt:
-        print("selfinstruct: interrupted", file=sys.stderr)
+        _say("selfinstruct: interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``| head -1``): it has what it wanted.
+        silence_broken_stream(sys.stdout)
+        return EXIT_BROKEN_PIPE
     except (SelfInstructError, BaseExceptionGroup) as raised:
         error = _find_error(raised)
         if error is None:
             raise
         if isinstance(error, BudgetExhausted):
-            print(f"selfinstruct: stopped: {error}", file=sys.stderr)
+            _say(f"selfinstruct: stopped: {error}")
             return EXIT_BUDGET
-        print(f"selfinstruct: error: {error}", file=sys.stderr)
+        _say(f"selfinstruct: error: {error}")
         return EXIT_ERROR
+
+
+def _say(line: str) -> None:
+    """The command's last word on stderr, scrubbed like a log line; lost if stderr is gone."""
+    try:
+        print(redact(line), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        silence_broken_stream(sys.stderr)
 
 
 def _find_error(raised: BaseException) -> SelfInstructError | None:

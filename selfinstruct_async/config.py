@@ -4,12 +4,16 @@ Precedence, lowest first: defaults, the TOML file, ``SELFINSTRUCT_<SECTION>_<KEY
 environment variables, command-line flags. Every error names the key it is about
 (``generation.temperature: must be <= 2.0, got 3``) so it can be fixed without reading
 code. API keys are never part of the configuration: ``api_key_env`` names the variable
-that holds one, so a saved configuration never contains a secret.
+that holds one, so a saved configuration never contains a secret; a ``base_url`` holding
+``user:password@`` is refused for the same reason. A ``SELFINSTRUCT_*`` variable that
+names no setting is an error, not ignored (``NOT_SETTINGS`` lists the few that are not
+settings), and so is a float that is not finite (``nan`` is not JSON; ``inf`` limits nothing).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -17,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -41,6 +46,11 @@ class EndpointConfig:
     timeout: float = field(default=120.0, metadata=_range(0.001))
     max_attempts: int = field(default=6, metadata=_range(1, 100))
     expected_latency: float = field(default=1.0, metadata=_range(0.0))
+    # A Retry-After longer than this is capped (and logged): a provider asking for a day
+    # would otherwise park requests silently.
+    max_retry_wait: float = field(default=300.0, metadata=_range(1.0, 86_400.0))
+    # An answer body larger than this is refused as a failed attempt, read no further.
+    max_response_bytes: int = field(default=16 << 20, metadata=_range(1024))
     prompt_price: float = field(default=0.0, metadata=_range(0.0))
     completion_price: float = field(default=0.0, metadata=_range(0.0))
 
@@ -67,6 +77,17 @@ class RunConfig:
     queue_size: int = field(default=64, metadata=_range(1, 100_000))
     max_tokens_budget: int | None = field(default=None, metadata=_range(1))
     max_cost_budget: float | None = field(default=None, metadata=_range(0.0))
+    # Resuming with other seeds, model or API mixes two datasets in one run directory.
+    allow_mixed: bool = False
+    # A request that failed (retries exhausted, outage) leaves its task pending; it is
+    # tried again after this many seconds, and on resume.
+    retry_failed_after: float = field(default=30.0, metadata=_range(0.0, 3600.0))
+    # Answers that arrive but yield nothing usable (echoed prompts, empty or null text):
+    # stop after this many in a row in one stage, or when they are this share of the
+    # stage's last ``useless_window`` answers.
+    max_useless_streak: int = field(default=50, metadata=_range(1))
+    max_useless_share: float = field(default=0.95, metadata=_range(0.0, 1.0))
+    useless_window: int = field(default=500, metadata=_range(1))
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,14 @@ class GenerationConfig:
     presence_penalty: float = field(default=2.0, metadata=_range(-2.0, 2.0))
     frequency_penalty: float = field(default=0.0, metadata=_range(-2.0, 2.0))
     max_tokens: int = field(default=1024, metadata=_range(1))
+
+    def __post_init__(self) -> None:
+        # The machine-generated examples are part of the prompt's demonstrations, not extra.
+        if self.machine_demonstrations > self.demonstrations:
+            raise ValueError(
+                f"machine_demonstrations ({self.machine_demonstrations}) must be <= "
+                f"demonstrations ({self.demonstrations})"
+            )
 
 
 @dataclass(frozen=True)
@@ -161,12 +190,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     """Return ``value`` as type ``tp`` or raise ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in typing.get_args(tp):
             return None
+        if _non_finite(value) and float in typing.get_args(tp):
+            return _coerce(float, value, key)  # raises: say why, not just "expected float"
         errors = []
         for arg in typing.get_args(tp):
             if arg is type(None):
@@ -192,6 +227,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if _non_finite(value):
+            # nan passes every range check and is not JSON; inf means "no limit" nowhere here.
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif tp is str:
@@ -203,6 +241,23 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     else:
         return value
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _field_value(hint: Any, spec: dataclasses.Field[Any], value: Any, key: str) -> Any:
+    """One field's ``value`` checked against its type and the bounds in its metadata."""
+    if hint == Mapping[str, Mapping[str, Any]]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    coerced = _coerce(hint, value, key)
+    bounds = spec.metadata
+    if coerced is not None and bounds:
+        lo, hi = bounds.get("min"), bounds.get("max")
+        if lo is not None and coerced < lo:
+            raise ConfigError(f"{key}: must be >= {lo}, got {value!r}")
+        if hi is not None and coerced > hi:
+            raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
+    return coerced
 
 
 def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -219,23 +274,10 @@ def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     if unknown:
         known = ", ".join(sorted(fields))
         raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys: {known})")
-    values: dict[str, Any] = {}
-    for name, value in data.items():
-        key = f"{prefix}{name}"
-        if hints[name] == Mapping[str, Mapping[str, Any]]:
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{key}: expected a table, got {value!r}")
-            values[name] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-            continue
-        coerced = _coerce(hints[name], value, key)
-        bounds = fields[name].metadata
-        if coerced is not None and bounds:
-            lo, hi = bounds.get("min"), bounds.get("max")
-            if lo is not None and coerced < lo:
-                raise ConfigError(f"{key}: must be >= {lo}, got {value!r}")
-            if hi is not None and coerced > hi:
-                raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
-        values[name] = coerced
+    values = {
+        name: _field_value(hints[name], fields[name], value, f"{prefix}{name}")
+        for name, value in data.items()
+    }
     try:
         return cls(**values)
     except (ValueError, TypeError) as e:  # a dataclass's own __post_init__ checks
@@ -250,21 +292,69 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+ENV_PREFIX = "SELFINSTRUCT_"
+# ``SELFINSTRUCT_*`` variables that are not settings: the config file's path, and the
+# build script's (scripts/build-llama.sh) knobs. Every other one must name a setting.
+NOT_SETTINGS = frozenset(
+    {"SELFINSTRUCT_CONFIG", "SELFINSTRUCT_LLAMA_FORCE", "SELFINSTRUCT_WHEELHOUSE"}
+)
+
+
+def _env_sections() -> dict[str, type[Any]]:
+    """Section name -> its dataclass; ``endpoint`` is the first ``[[endpoints]]`` table."""
+    hints = typing.get_type_hints(Config)
+    sections = {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "endpoints"}
+    sections["endpoint"] = EndpointConfig
+    return sections
+
+
+def _env_setting(name: str, sections: Mapping[str, type[Any]]) -> tuple[str, str]:
+    """``SELFINSTRUCT_GENERATION_TOP_P`` -> ``("generation", "top_p")``, or a ConfigError.
+
+    A misspelt variable must not be ignored: the run would go on with the default the user
+    meant to change.
+    """
+    rest = name[len(ENV_PREFIX) :].lower()
+    section = next(
+        (s for s in sorted(sections, key=len, reverse=True) if rest.startswith(f"{s}_")), None
+    )
+    if section is None:
+        known = ", ".join(sorted(sections))
+        raise ConfigError(
+            f"{name}: no such setting: unknown section {rest.split('_', 1)[0]!r} "
+            f"(sections: {known}; "
+            f"SELFINSTRUCT_<SECTION>_<KEY>, e.g. SELFINSTRUCT_RUN_TARGET)"
+        )
+    key = rest[len(section) + 1 :]
+    keys = {f.name for f in dataclasses.fields(sections[section])} - {"settings"}
+    if key not in keys:
+        raise ConfigError(
+            f"{name}: no such setting: [{section}] has no key {key!r} "
+            f"(known keys: {', '.join(sorted(keys))})"
+        )
+    return section, key
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
-    sections = {f.name for f in dataclasses.fields(Config)} - {"endpoints"}
-    for name, raw in environ.items():
-        if not name.startswith("SELFINSTRUCT_"):
+    sections = _env_sections()
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
-        rest = name[len("SELFINSTRUCT_") :].lower()
-        section, _, key = rest.partition("_")
-        if section == "endpoint":
-            overrides.setdefault("endpoint", {})[key] = _parse_env_value(raw)
-        elif section in sections and key:
-            value: Any = _parse_env_value(raw)
-            if section == "plugins" and key == "disabled" and isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            overrides.setdefault(section, {})[key] = value
+        section, key = _env_setting(name, sections)
+        value: Any = _parse_env_value(raw)
+        if section == "plugins" and key == "disabled" and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        cls = sections[section]
+        hint = typing.get_type_hints(cls)[key]
+        if hint is str and not isinstance(value, str):
+            value = raw  # a model named "123" or "true" is still a name
+        spec = next(f for f in dataclasses.fields(cls) if f.name == key)
+        try:  # checked here too, so that the error names the variable, not a file
+            _field_value(hint, spec, value, f"{section}.{key}")
+        except ConfigError as e:
+            raise ConfigError(f"{name}: {e}") from None
+        overrides.setdefault(section, {})[key] = value
     return overrides
 
 
@@ -284,12 +374,34 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:  # unreadable, a dangling link, an I/O error
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _has_userinfo(url: str) -> bool:
+    authority = urlsplit(url).netloc if "://" in url else url.split("/", 1)[0]
+    return "@" in authority
+
+
+def _check_endpoint(endpoint: EndpointConfig, where: str) -> None:
+    """Checks across an endpoint's fields; messages never repeat a value that may be secret."""
+    if _has_userinfo(endpoint.base_url):
+        # config.json, logs and errors all show base_url: a password in it would leak.
+        raise ConfigError(
+            f"{where}.base_url: holds credentials (user:password@); remove them and put the "
+            f"key in the environment variable named by {where}.api_key_env "
+            f"({endpoint.api_key_env})"
+        )
+    if endpoint.base_url and not endpoint.model.strip():
+        raise ConfigError(f"{where}.model: must not be empty when base_url is set (--model NAME)")
 
 
 def load_config(
@@ -330,6 +442,8 @@ def load_config(
         built = tuple(
             build(EndpointConfig, ep, f"endpoints[{i}]") for i, ep in enumerate(endpoints)
         )
+        for i, built_endpoint in enumerate(built):
+            _check_endpoint(built_endpoint, f"endpoints[{i}]")
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
     return dataclasses.replace(config, endpoints=built)

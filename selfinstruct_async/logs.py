@@ -3,8 +3,15 @@
 :func:`configure_logging` installs one handler on the ``selfinstruct_async`` logger.
 Every record it emits passes :class:`RedactSecrets` first, which replaces the values of
 the environment variables that hold keys (``OPENAI_API_KEY`` and whatever
-``api_key_env`` names) and anything shaped like a key (``sk-...``, ``Bearer ...``) in the
-message, its arguments, extra fields and formatted tracebacks.
+``api_key_env`` names), anything shaped like a key (``sk-...``, ``Bearer ...``) and the
+user information of any URL (``http://user:password@host``) in the message, its
+arguments, extra fields and formatted tracebacks. :func:`redact` applies the same rules to
+text printed outside logging (the command's final error line).
+
+Logging never stops a run: a stream that fails (its reader went away: ``| head -1``, a
+closed terminal, a full disk) is written to no more, and its file descriptor is pointed at
+``/dev/null`` (:func:`silence_broken_stream`) so that the interpreter's last flush does
+not complain either.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ _MIN_SECRET_LENGTH = 8
 _KEY_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE),
+    # user:password@ in a URL: the configuration refuses it, but a URL can reach a log
+    # line by other ways (an exception's text, a redirect, a plugin's message).
+    re.compile(r"(?<=://)[^\s/?#@\[\]]+(?=@)"),
 )
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -69,6 +79,34 @@ class Redactor:
         if value is None or isinstance(value, bool | int | float):
             return value
         return self(str(value))
+
+
+_active = Redactor.from_env(DEFAULT_SECRET_ENV)
+
+
+def redact(text: str) -> str:
+    """``text`` scrubbed like a log line, with the secrets :func:`configure_logging` knows."""
+    return _active(text)
+
+
+def silence_broken_stream(stream: Any) -> None:
+    """Point a failed stream's file descriptor at ``/dev/null``.
+
+    What the Python documentation recommends for a closed pipe: later writes, and the
+    flush at interpreter exit, then succeed quietly instead of raising (or printing
+    "Exception ignored ... BrokenPipeError"). Streams without a descriptor are left alone.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass  # the descriptor is gone altogether: nothing will be written to it anyway
+    finally:
+        os.close(devnull)
 
 
 class RedactSecrets(logging.Filter):
@@ -136,7 +174,33 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
-class _StderrHandler(logging.StreamHandler[TextIO]):
+class _SafeStreamHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that stops writing, silently, once its stream fails.
+
+    The default reports each failed record on ``sys.stderr`` (the very stream that failed,
+    usually) and tries again on the next one; a log reader that went away must not cost
+    the run anything, so the first failure ends this handler's output.
+    """
+
+    dead = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.dead:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, BlockingIOError):
+            return  # a non-blocking stream that is full for now: lose this line, not the rest
+        # ValueError: the stream object was closed under us.
+        if isinstance(error, OSError | ValueError):
+            self.dead = True
+            silence_broken_stream(self.stream)
+            return
+        super().handleError(record)
+
+
+class _StderrHandler(_SafeStreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time, so a live display can redirect it."""
 
     @property
@@ -161,15 +225,17 @@ def configure_logging(
     Calling it again replaces the handler installed before. ``secret_env`` names the
     environment variables holding keys; their values never appear in the output.
     """
+    global _active
     logger = logging.getLogger(LOGGER)
     for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
         logger.removeHandler(old)
     redactor = Redactor.from_env([*DEFAULT_SECRET_ENV, *secret_env], environ)
+    _active = redactor
     handler: logging.Handler
     if stream is sys.stderr or stream is sys.__stderr__:
         handler = _StderrHandler()
     else:
-        handler = logging.StreamHandler(stream)
+        handler = _SafeStreamHandler(stream)
     handler.addFilter(RedactSecrets(redactor))
     handler.setFormatter(JsonFormatter(redactor) if json_lines else HumanFormatter(redactor))
     setattr(handler, _HANDLER_MARK, True)

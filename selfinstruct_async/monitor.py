@@ -1,6 +1,7 @@
 """Live monitoring of a running generation: ``/healthz``, ``/status`` and ``/metrics`` over HTTP.
 
-The endpoint is optional and bound to loopback unless told otherwise; it only reads
+The endpoint is optional and bound to loopback unless told otherwise (any other address
+is logged as a warning: the endpoint has no authentication); it only reads
 :meth:`RunContext.status` snapshots, so it can neither slow down nor change the run.
 Rates (requests and tokens per minute, tasks accepted per second) are not in a snapshot:
 they come from successive snapshots kept in a bounded :class:`RateHistory`, sampled on
@@ -10,6 +11,7 @@ history into the figures ``/status``, ``/metrics`` and the progress display all 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -356,6 +358,16 @@ async def _sample(status: StatusFn, history: RateHistory, interval: float) -> No
         await anyio.sleep(interval)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine; unsure means no."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
 async def serve_monitor(
     status: StatusFn,
     *,
@@ -388,6 +400,13 @@ async def serve_monitor(
         bound = runner.addresses[0]
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{bound[1]}"
+        if not is_loopback(host):
+            log.warning(
+                "monitor: listening on %s, reachable from other machines, without "
+                "authentication: anyone who can connect can read the run's status and "
+                "metrics (bind to 127.0.0.1, or put it behind a proxy that authenticates)",
+                url,
+            )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_sample, status, history, sample_interval)
             task_status.started(url)

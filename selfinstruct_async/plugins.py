@@ -1,8 +1,9 @@
 """The plugin manager and a typed facade over ``pm.hook``.
 
 Every plugin, the built-in filters included, is found through the ``selfinstruct_async``
-entry-point group. Tests and embedders register plugin objects in-process with
-``pm.register(obj)`` and unregister them in ``finally``.
+entry-point group. ``plugins.disabled`` names plugins or single filters; a name that is
+neither is an error listing the names there are. Tests and embedders register plugin
+objects in-process with ``pm.register(obj)`` and unregister them in ``finally``.
 """
 
 from __future__ import annotations
@@ -26,32 +27,112 @@ ENTRY_POINT_GROUP = PROJECT_NAME
 DISABLE_ENV = "SELFINSTRUCT_PLUGINS_DISABLED"
 
 
+class SelfInstructPluginManager(pluggy.PluginManager):
+    """A plugin manager that also knows which filters ``plugins.disabled`` leaves out.
+
+    ``plugins.disabled`` takes plugin (entry-point) names and filter names alike, so
+    ``SELFINSTRUCT_PLUGINS_DISABLED=write_a_program`` drops one filter of a plugin whose
+    other filters stay.
+    """
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self.disabled_filters: frozenset[str] = frozenset()
+        # Names that matched nothing installed; an in-process plugin may still claim them
+        # (see Plugins.build_filter_chain), otherwise they are an error.
+        self.unmatched_disabled: tuple[str, ...] = ()
+        self.known_plugins: frozenset[str] = frozenset()
+        self.known_filters: frozenset[str] = frozenset()
+
+
 def make_plugin_manager(
     disabled: Iterable[str] = (), *, load_entry_points: bool = True
-) -> pluggy.PluginManager:
-    """A plugin manager with every installed plugin except the ``disabled`` ones."""
-    pm = pluggy.PluginManager(PROJECT_NAME)
+) -> SelfInstructPluginManager:
+    """A plugin manager with every installed plugin except the ``disabled`` ones.
+
+    A ``disabled`` name is an entry-point name (the plugin is not even imported) or the
+    name of a filter (the plugin is loaded, that filter is left out of the chain).
+    """
+    pm = SelfInstructPluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    disabled = list(dict.fromkeys(disabled))
     for name in disabled:
         pm.set_blocked(name)
-    if load_entry_points:
-        for entry_point, dist in _entry_points():
-            if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
-                continue
-            try:
-                plugin = entry_point.load()
-            except Exception as e:
-                raise PluginError(
-                    f"plugin {entry_point.name!r} ({entry_point.value}, from {dist.name} "
-                    f"{dist.version}) failed to load: {type(e).__name__}: {e}"
-                ) from e
-            pm.register(plugin, name=entry_point.name)
+    found = _entry_points() if load_entry_points else []
+    for entry_point, dist in found:
+        if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as e:
+            raise PluginError(
+                f"plugin {entry_point.name!r} ({entry_point.value}, from {dist.name} "
+                f"{dist.version}) failed to load: {type(e).__name__}: {e}"
+            ) from e
+        pm.register(plugin, name=entry_point.name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as e:
         name = pm.get_name(e.plugin) or repr(e.plugin)
         raise PluginError(f"plugin {name!r} implements an unknown hook: {e}") from None
+    _resolve_disabled(pm, disabled, found)
     return pm
+
+
+def _resolve_disabled(
+    pm: SelfInstructPluginManager,
+    disabled: list[str],
+    found: list[tuple[importlib.metadata.EntryPoint, importlib.metadata.Distribution]],
+) -> None:
+    """Sort ``disabled`` into plugin names, filter names and names matching nothing."""
+    if not disabled:
+        return
+    plugin_names = {ep.name for ep, _ in found}
+    loaded_filters = {
+        name for _, plugin in pm.list_name_plugin() if plugin for name in _filters_of(plugin)
+    }
+    rest = [n for n in disabled if n not in plugin_names]
+    pm.disabled_filters = frozenset(n for n in rest if n in loaded_filters)
+    unmatched = [n for n in rest if n not in loaded_filters]
+    if unmatched:
+        # A filter of a plugin that is disabled too is a known name, not a typo.
+        loaded_filters |= _filters_of_blocked(pm, found)
+        unmatched = [n for n in unmatched if n not in loaded_filters]
+    pm.unmatched_disabled = tuple(unmatched)
+    pm.known_plugins, pm.known_filters = frozenset(plugin_names), frozenset(loaded_filters)
+
+
+def _filters_of_blocked(
+    pm: pluggy.PluginManager,
+    found: list[tuple[importlib.metadata.EntryPoint, importlib.metadata.Distribution]],
+) -> set[str]:
+    names: set[str] = set()
+    for entry_point, _ in found:
+        if not pm.is_blocked(entry_point.name):
+            continue
+        try:  # only to list its filters; a plugin disabled because it is broken may fail
+            names.update(_filters_of(entry_point.load()))
+        except Exception:
+            continue
+    return names
+
+
+def _check_disabled(pm: pluggy.PluginManager, present: set[str]) -> frozenset[str]:
+    """The filters ``plugins.disabled`` leaves out; a name that matches nothing is an error."""
+    unmatched = [n for n in getattr(pm, "unmatched_disabled", ()) if n not in present]
+    registered = {name for name, plugin in pm.list_name_plugin() if plugin}
+    unmatched = [n for n in unmatched if n not in registered]
+    if unmatched:
+        # In-process plugins registered without a name are named by their id: not useful here.
+        plugins = set(getattr(pm, "known_plugins", ())) | {n for n in registered if not n.isdigit()}
+        filters = set(getattr(pm, "known_filters", ())) | present
+        raise PluginError(
+            f"plugins.disabled: {unmatched[0]!r} is neither an installed plugin nor a filter "
+            f"(plugins: {', '.join(sorted(plugins)) or 'none'}; "
+            f"filters: {', '.join(sorted(filters)) or 'none'})"
+        )
+    disabled: frozenset[str] = getattr(pm, "disabled_filters", frozenset())
+    return disabled
 
 
 def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, importlib.metadata.Distribution]]:
@@ -102,6 +183,10 @@ class Plugins:
         """
         instruction_classes = self.instruction_filter_classes()
         instance_classes = self.instance_filter_classes()
+        present = {c.name for c in instruction_classes} | {c.name for c in instance_classes}
+        left_out = _check_disabled(self.pm, present)
+        instruction_classes = [c for c in instruction_classes if c.name not in left_out]
+        instance_classes = [c for c in instance_classes if c.name not in left_out]
         if not instruction_classes and not allow_unfiltered:
             loaded = ", ".join(sorted(n for n, p in self.pm.list_name_plugin() if p)) or "none"
             raise ConfigError(

@@ -3,14 +3,17 @@
 Both forms show the same :func:`selfinstruct_async.monitor.summarize` figures: tasks per
 stage, accepted against the target, requests and tokens per minute, rejections, ETA.
 The display only reads status snapshots; it refreshes every ``interval`` seconds until
-cancelled.
+cancelled. It never stops a run: when its stream fails (the reader of a pipe went away,
+the terminal closed), the display ends quietly and the run goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from functools import partial
+from typing import Any, TextIO, cast
 
 import anyio
 from rich.console import Console, Group
@@ -19,7 +22,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .logs import silence_broken_stream
 from .monitor import RateHistory, summarize
+
+log = logging.getLogger(__name__)
 
 StatusFn = Callable[[], dict[str, Any]]
 
@@ -134,17 +140,25 @@ async def show_progress(
     ``stream`` defaults to standard error. ``console`` forces the rich form on that console
     (tests render to a ``Console(file=StringIO(), force_terminal=True)``).
     """
-    out = stream if stream is not None else sys.stderr
+    out = _Guarded(stream if stream is not None else sys.stderr)
     history = RateHistory()
     rich = console is not None or (not force_plain and out.isatty())
     if not rich:
-        while True:
+        while not out.failed:
             snapshot = status()
             history.observe(snapshot)
             out.write(plain_line(summarize(snapshot, history, window=history.window)) + "\n")
             out.flush()
-            await anyio.sleep(interval)
-    console = console if console is not None else Console(file=out)
+            if not out.failed:
+                await anyio.sleep(interval)
+        return
+    if console is None:
+        console = Console(file=out.stream)
+    # Rich writes through a guard too, so that its state stays consistent when the stream
+    # fails; the caller's console gets its own file back at the end.
+    original = console.file
+    guard = _Guarded(cast(TextIO, original))
+    console.file = cast(TextIO, guard)
 
     def current() -> Group:
         snapshot = status()
@@ -153,10 +167,46 @@ async def show_progress(
 
     # No auto-refresh thread: the loop below is the only writer, at its own refresh rate.
     live = Live(current(), console=console, auto_refresh=False, transient=False)
-    live.start(refresh=True)
     try:
-        while True:
+        live.start(refresh=True)
+        while not guard.failed:
             await anyio.sleep(interval)
             live.update(current(), refresh=True)
     finally:
         live.stop()  # synchronous: restores the cursor even when cancelled
+        console.file = original
+
+
+class _Guarded:
+    """A text stream that goes quiet at its first failure instead of raising into the run.
+
+    OSError: EPIPE from a pipe whose reader left, EIO from a closed terminal, ENOSPC...;
+    ValueError: the stream object was closed. The failed stream is pointed at /dev/null
+    (:func:`silence_broken_stream`), so that nothing complains about it at exit either.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.failed: BaseException | None = None
+
+    def write(self, text: str) -> int:
+        self._guard(partial(self.stream.write, text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush)
+
+    def _guard(self, operation: Callable[[], object]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            operation()
+        except BlockingIOError:
+            pass  # a non-blocking stream that is full for now: lose this refresh only
+        except (OSError, ValueError) as error:
+            self.failed = error
+            silence_broken_stream(self.stream)
+            log.debug("progress display stopped: its stream failed (%s)", error)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding... of the stream
+        return getattr(self.stream, name)

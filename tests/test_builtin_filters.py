@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pluggy
 import pytest
 
+from selfinstruct_async.config import load_config
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.filters import FilterChain, InstanceContext
 from selfinstruct_async.plugins import Plugins
+from selfinstruct_async.prompts import DEFAULT_TEMPLATES
 from selfinstruct_async.records import Instance
+from selfinstruct_async.runner import run
+from selfinstruct_async.simulator.responder import respond
+from selfinstruct_async.store import Store
+from tests.fixtures.simulator import MakeSimulator
 
 
 @pytest.fixture
@@ -32,6 +40,13 @@ def chain(pm: pluggy.PluginManager) -> FilterChain:
         ("¿Cuál es la capital de Francia y por qué es famosa?", "leading_character"),
         ("Explain the mapping between keys and values in a dictionary.", None),
         ("Update the profile description of a software engineer.", None),
+        ("Explain the \x1b[31mcauses\x1b[0m of inflation in simple terms.", "control_characters"),
+        ("\x1b[2JExplain the causes of inflation in simple terms.", "control_characters"),
+        ("Summarize the following\x00 paragraph in two sentences.", "control_characters"),
+        ("Summarize the following paragraph\x7f in two sentences.", "control_characters"),
+        ("Summarize the following paragraph\x85 in two sentences.", "control_characters"),
+        ("Summarize the following paragraph.\r Use two sentences.", "control_characters"),
+        ("Summarize the following\tparagraph in two sentences.\nKeep it short.", None),
     ],
 )
 @pytest.mark.anyio
@@ -83,6 +98,73 @@ async def test_instance_filters_drop_empty_colon_copied_and_duplicate(chain: Fil
         None, "empty_output", "colon_ending", "colon_ending", "input_equals_output",
         "duplicate_instance",
     ]  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_instances_holding_control_characters_are_dropped(chain: FilterChain) -> None:
+    verdicts = await instance_verdicts(
+        chain,
+        [
+            Instance("a", "fine \x1b[2J answer"),
+            Instance("\x07ring", "a bell"),
+            Instance("b", "null\x00 byte"),
+            Instance("line one\r\nline two", "tab\tand\nnewline are text"),
+        ],
+    )
+    assert verdicts == ["instance_control_characters"] * 3 + [None]
+
+
+@pytest.mark.anyio
+async def test_a_control_character_rejection_names_it_without_carrying_it(
+    chain: FilterChain,
+) -> None:
+    rejection = await chain.check_instruction("Explain the \x1b[31mcauses of inflation today.")
+    assert rejection is not None
+    assert rejection.reason == "control character '\\x1b' at position 12"
+    assert "\x1b" not in rejection.reason  # what `selfinstruct status` prints is inert text
+    context = InstanceContext("Do the task.", False, (Instance("in", "out\x9b2J"),), 0)
+    rejection = await chain.check_instance(Instance("in", "out\x9b2J"), context)
+    assert rejection is not None
+    assert rejection.reason == "output holds control character '\\x9b' at position 3"
+
+
+def escape_coding_respond(
+    prompt: str, system: str, *, chat: bool, max_tokens: int, seed: int = 0
+) -> tuple[str, str]:
+    """The simulator's model, with terminal escape codes in its instructions and outputs."""
+    text, finish = respond(prompt, system, chat=chat, max_tokens=max_tokens, seed=seed)
+    if DEFAULT_TEMPLATES.instruction_header in prompt:
+        return text.replace(" the ", " \x1b[31mthe\x1b[0m ", 1), finish
+    for label in (f"{DEFAULT_TEMPLATES.output_label}: ", f"{DEFAULT_TEMPLATES.class_label}: "):
+        text = text.replace(label, f"{label}\x1b[2J", 1)
+    return text, finish
+
+
+@pytest.mark.anyio
+async def test_a_run_keeps_escape_codes_out_of_the_dataset_and_counts_them(
+    make_simulator: MakeSimulator, tmp_path: Path
+) -> None:
+    handle = await make_simulator(responder=escape_coding_respond)
+    out = tmp_path / "run"
+    config = load_config(
+        overrides={
+            "run": {"out": str(out), "target": 6},
+            "endpoint": {"base_url": handle.base_url, "model": "sim"},
+        }
+    )
+    assert (await run(config)).reached_target
+    text = (out / "tasks.jsonl").read_text(encoding="utf-8")
+    assert len(text.splitlines()) >= 6
+    assert "\x1b" not in text and "\\u001b" not in text
+    with Store(out, read_only=True) as store:
+        rejections = store.rejection_summary()
+        counters = store.counters()
+    instruction = rejections["instruction/control_characters"]
+    instance = rejections["instance/instance_control_characters"]
+    assert instruction["count"] == counters["rejected.instruction.control_characters"] > 0
+    assert instance["count"] == counters["rejected.instance.instance_control_characters"] > 0
+    assert all("\x1b[31m" in e["text"] for e in instruction["examples"])
+    assert all("\\u001b[2J" in e["text"] for e in instance["examples"])  # stored as JSON
 
 
 @pytest.mark.anyio

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from selfinstruct_async.logs import LOGGER, REDACTED, configure_logging
+from selfinstruct_async.logs import LOGGER, REDACTED, configure_logging, redact
 
 SECRET = "key-0123456789abcdef-not-a-real-one"
 SK_KEY = "sk-proj-AbCdEf0123456789XyZ"
@@ -83,3 +84,61 @@ def test_short_environment_values_are_not_treated_as_secrets(stream: io.StringIO
     )
     logging.getLogger(LOGGER).info("target 100 reached")
     assert "target 100 reached" in stream.getvalue()
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_user_and_password_in_any_url_never_reach_the_log(
+    stream: io.StringIO, json_lines: bool
+) -> None:
+    configure_logging(verbose=False, json_lines=json_lines, stream=stream, environ={})
+    url = "http://user:pw@127.0.0.1:9/v1"  # short: only the URL's shape gives it away
+    logger = logging.getLogger(f"{LOGGER}.http_client")
+    logger.warning("cannot reach %s", url, extra={"endpoint": f"https://tok3n@h.example/v1 {url}"})
+    try:
+        raise ConnectionError(f"refused by {url}/completions")
+    except ConnectionError:
+        logger.exception("request failed")
+    text = stream.getvalue()
+    assert "user:pw" not in text and "tok3n" not in text
+    assert text.count(f"http://{REDACTED}@127.0.0.1:9/v1") >= 3  # message, extra, traceback
+    assert f"https://{REDACTED}@h.example/v1" in text
+
+
+def test_redact_scrubs_text_printed_outside_logging_with_the_configured_secrets(
+    stream: io.StringIO,
+) -> None:
+    configure_logging(
+        verbose=False, json_lines=False, stream=stream, secret_env=["K"], environ={"K": SECRET}
+    )
+    line = f"error: {SECRET} refused at http://me:hunter2hunter2@host/v1 (mail a@b.example)"
+    assert redact(line) == (
+        f"error: {REDACTED} refused at http://{REDACTED}@host/v1 (mail a@b.example)"
+    )
+
+
+def test_a_log_stream_whose_reader_went_away_is_silenced_and_logging_goes_on(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `selfinstruct run ... 2>&1 | head -1` once head has exited
+    with open(write_end, "w", encoding="utf-8") as dead:
+        configure_logging(verbose=False, json_lines=False, stream=dead, environ={})
+        logger = logging.getLogger(f"{LOGGER}.runner")
+        for n in range(3):
+            logger.warning("line %d", n)  # must neither raise nor complain anywhere
+        assert capsys.readouterr().err == ""  # no "--- Logging error ---" per record
+        # The descriptor now leads to /dev/null: the exit-time flush cannot fail either.
+        assert os.fstat(write_end).st_rdev == os.stat(os.devnull).st_rdev
+        dead.write("late\n")
+        dead.flush()
+
+
+def test_a_stream_closed_under_the_handler_stops_it_quietly(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = io.StringIO()
+    configure_logging(verbose=False, json_lines=False, stream=closed, environ={})
+    closed.close()
+    logging.getLogger(LOGGER).warning("nobody will read this")
+    logging.getLogger(LOGGER).warning("nor this")
+    assert capsys.readouterr().err == ""

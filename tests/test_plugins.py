@@ -17,8 +17,8 @@ from selfinstruct_async.prompts import DEFAULT_TEMPLATES, PromptTemplates
 from selfinstruct_async.records import Instance, RejectionRecord, Task
 
 BUILTIN_INSTRUCTION_FILTERS = {
-    "leading_character", "word_count", "blacklist", "non_text_modality", "write_a_program",
-    "rouge_similarity",
+    "control_characters", "leading_character", "word_count", "blacklist", "non_text_modality",
+    "write_a_program", "rouge_similarity",
 }  # fmt: skip
 
 
@@ -66,8 +66,8 @@ async def test_in_process_plugin_filters_in_its_declared_order(pm: pluggy.Plugin
     pm.register(plugin, name="test-plugin")
     try:
         chain = Plugins(pm).build_filter_chain({})
-        assert [f.name for f in chain.instruction_filters][:3] == [
-            "no_questions", "async_filter", "leading_character",
+        assert [f.name for f in chain.instruction_filters][:4] == [
+            "no_questions", "async_filter", "control_characters", "leading_character",
         ]  # fmt: skip
         rejection = await chain.check_instruction("Can you list three kinds of clouds?")
         assert rejection == Rejection("is a question", "no_questions")
@@ -111,6 +111,54 @@ def test_disabled_plugins_are_not_loaded() -> None:
     assert names == BUILTIN_INSTRUCTION_FILTERS - {
         "blacklist", "non_text_modality", "write_a_program", "rouge_similarity",
     }  # fmt: skip
+
+
+def test_filters_disabled_by_name_leave_the_rest_of_their_plugin() -> None:
+    # The README's example: SELFINSTRUCT_PLUGINS_DISABLED=write_a_program,blacklist.
+    pm = make_plugin_manager(disabled=["write_a_program", "blacklist", "empty_output"])
+    chain = Plugins(pm).build_filter_chain({})
+    assert {f.name for f in chain.instruction_filters} == BUILTIN_INSTRUCTION_FILTERS - {
+        "write_a_program", "blacklist",
+    }  # fmt: skip
+    assert "empty_output" not in {f.name for f in chain.instance_filters}
+    assert "colon_ending" in {f.name for f in chain.instance_filters}
+    assert "keywords" in {info.name for info in Plugins(pm).describe()}  # still loaded
+    with pytest.raises(ConfigError, match=r"filters\.blacklist: no such filter is loaded"):
+        Plugins(pm).build_filter_chain({"blacklist": {"words": ["tea"]}})
+
+
+def test_an_unknown_disabled_name_is_an_error_listing_plugins_and_filters() -> None:
+    pm = make_plugin_manager(disabled=["write_a_progam"])
+    with pytest.raises(PluginError) as raised:
+        Plugins(pm).build_filter_chain({})
+    message = str(raised.value)
+    assert message.startswith(
+        "plugins.disabled: 'write_a_progam' is neither an installed plugin nor a filter "
+        "(plugins: form, instances, keywords, length, similarity; filters: blacklist, "
+    )
+    assert "write_a_program" in message and "empty_output" in message
+
+
+def test_a_filter_of_a_plugin_disabled_too_is_not_an_unknown_name() -> None:
+    pm = make_plugin_manager(disabled=["keywords", "blacklist"])
+    names = {f.name for f in Plugins(pm).build_filter_chain({}).instruction_filters}
+    assert names == BUILTIN_INSTRUCTION_FILTERS - {"blacklist", "non_text_modality",
+                                                  "write_a_program"}  # fmt: skip
+
+
+def test_a_disabled_name_an_in_process_plugin_supplies_is_accepted() -> None:
+    # Disabling the installed copy of a plugin and registering a fresh object (as the
+    # example package's tests do) must work whether or not that copy is installed.
+    pm = make_plugin_manager(disabled=["no_questions"])
+    plugin = plugin_registering(NoQuestions)
+    pm.register(plugin)
+    try:
+        chain = Plugins(pm).build_filter_chain({})
+        assert "no_questions" in {f.name for f in chain.instruction_filters}
+    finally:
+        pm.unregister(plugin)
+    with pytest.raises(PluginError, match="'no_questions' is neither"):
+        Plugins(pm).build_filter_chain({})
 
 
 def test_two_filters_with_one_name_are_refused(pm: pluggy.PluginManager) -> None:

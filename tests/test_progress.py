@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import Any
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import anyio
 import pytest
@@ -113,3 +116,41 @@ def test_plain_line_without_target_or_rates_says_unlimited_and_unknown() -> None
 
 def test_durations_are_short_and_readable() -> None:
     assert [format_duration(s) for s in (None, 7, 245, 3720)] == ["?", "7s", "4m05s", "1h02m"]
+
+
+@pytest.fixture
+def dead_pipe() -> Iterator[TextIO]:
+    """A pipe whose reader left: `selfinstruct run ... 2>&1 >out | head -1` after one line."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w", encoding="utf-8") as stream:
+        yield stream
+
+
+@pytest.fixture
+def closed_terminal() -> Iterator[TextIO]:
+    """A terminal whose window closed (or whose ssh session dropped): writes fail with EIO."""
+    controller, terminal = os.openpty()
+    os.close(controller)
+    with open(terminal, "w", encoding="utf-8") as stream:
+        yield stream
+
+
+async def test_plain_lines_to_a_pipe_whose_reader_left_end_the_display_not_the_run(
+    dead_pipe: TextIO,
+) -> None:
+    # Returns (instead of raising EPIPE into the run's task group) at the first failure.
+    snapshots = [snapshot(), snapshot(accepted=41), snapshot(accepted=42)]
+    assert await display(snapshots, stream=dead_pipe) == 1
+    # Pointed at /dev/null, so the interpreter's flush at exit does not complain either.
+    assert os.fstat(dead_pipe.fileno()).st_rdev == os.stat(os.devnull).st_rdev
+
+
+async def test_a_closed_terminal_ends_the_rich_display_and_restores_the_std_streams(
+    closed_terminal: TextIO,
+) -> None:
+    before = (sys.stdout, sys.stderr)
+    console = Console(file=closed_terminal, force_terminal=True, width=100)
+    assert await display([snapshot(), snapshot(accepted=41)], console=console) == 1
+    assert (sys.stdout, sys.stderr) == before  # the live display's redirection undone
+    assert console.file is closed_terminal  # the caller's console is given its file back

@@ -1,7 +1,10 @@
-"""The paper's form filter: instructions must start with an ASCII letter or digit."""
+"""Form filters: the paper's rule that instructions start with an ASCII letter or digit,
+and no control characters (terminal escape codes, NUL, DEL...) anywhere in them.
+"""
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +42,29 @@ class LeadingCharacter(BaseFilter):
         return None
 
 
+# C0 controls except tab and newline (carriage return included: an instruction is one item
+# of a numbered list, never CRLF text), DEL, and the C1 controls U+0080-U+009F.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class ControlCharacters(BaseFilter):
+    """Rejects instructions holding control characters other than tab and newline.
+
+    A model can emit terminal escape codes (``ESC[2J``), NUL or DEL: kept, they would reach
+    the pool, later prompts and whoever prints the dataset on a terminal.
+    """
+
+    name = "control_characters"
+    order = 3  # before leading_character, so an escape code is named as such wherever it is
+
+    def check(self, instruction: str) -> Rejection | None:
+        found = _CONTROL.search(instruction)
+        if found is None:
+            return None
+        return Rejection(f"control character {found.group()!r} at position {found.start()}")
+
+
 @hookimpl
 def register_instruction_filters(register: Callable[[type[BaseFilter]], None]) -> None:
+    register(ControlCharacters)
     register(LeadingCharacter)

@@ -1,7 +1,10 @@
-"""The paper's instance filters: incomplete, trivial, duplicate and contradictory instances."""
+"""The paper's instance filters (incomplete, trivial, duplicate and contradictory instances),
+and one against control characters in an instance's input or output.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from selfinstruct_async import BaseFilter, Instance, InstanceContext, Rejection, hookimpl
@@ -15,6 +18,30 @@ class EmptyOutput(BaseFilter):
 
     def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
         return None if instance.output.strip() else Rejection("empty output")
+
+
+# C0 controls except tab, newline and carriage return (CRLF text is still text), DEL, and
+# the C1 controls U+0080-U+009F.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+class InstanceControlCharacters(BaseFilter):
+    """Rejects instances whose input or output holds control characters (escape codes, NUL...).
+
+    Tab, newline and carriage return are text; an ``ESC[...`` sequence kept in a dataset
+    acts on the terminal of whoever prints it, and trains a model to emit it.
+    """
+
+    name = "instance_control_characters"
+    order = 15
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        for field, text in (("input", instance.input), ("output", instance.output)):
+            found = _CONTROL.search(text)
+            if found is not None:
+                char, index = found.group(), found.start()
+                return Rejection(f"{field} holds control character {char!r} at position {index}")
+        return None
 
 
 class ColonEnding(BaseFilter):
@@ -76,5 +103,12 @@ class DuplicateInstance(BaseFilter):
 
 @hookimpl
 def register_instance_filters(register: Callable[[type[BaseFilter]], None]) -> None:
-    for cls in (EmptyOutput, ColonEnding, InputEqualsOutput, ConflictingOutputs, DuplicateInstance):
+    for cls in (
+        EmptyOutput,
+        InstanceControlCharacters,
+        ColonEnding,
+        InputEqualsOutput,
+        ConflictingOutputs,
+        DuplicateInstance,
+    ):
         register(cls)
