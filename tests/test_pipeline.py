@@ -101,8 +101,18 @@ async def test_run_reaches_the_target_with_well_formed_tasks(
     with Store(out, read_only=True) as store:
         rejections = store.rejection_summary()
         counters = store.counters()
-    # The responder mixes in what the paper's filters exist to catch.
-    assert {"instruction/word_count", "instruction/blacklist"} <= set(rejections)
+        pooled = {row[0] for row in store.db.execute("SELECT instruction FROM instructions")}
+        refused = dict(
+            store.db.execute("SELECT text, filter FROM rejections WHERE level = 'instruction'")
+        )
+    # The responder mixes in what the paper's filters exist to catch; which of them a short
+    # run happens to draw and decide before the target depends on scheduling, so check
+    # every one that was decided.
+    blacklisted = re.compile(r"\b(image|graph|picture|file|map|draw|plot|go to)s?\b", re.I)
+    assert not any(blacklisted.search(text) for text in pooled)
+    assert "blacklist" in refused.values() or not any(map(blacklisted.search, refused))
+    assert not any(len(text.split()) <= 3 for text in pooled)
+    assert any(name.startswith("instruction/") for name in rejections)
     assert any(name.startswith("instance/") for name in rejections)
     assert counters["tasks.accepted"] == 12
     assert counters["requests.identify_classification"] >= 12
@@ -244,7 +254,8 @@ async def test_cli_run_exits_zero_at_target_and_one_with_a_reason(
     assert b"3/3 tasks" in done.stdout
     missing = tmp_path / "missing.jsonl"
     failed = await anyio.run_process(
-        [*command, "--base-url", provider.base_url, "--seeds", str(missing)], check=False
+        [*command, "--base-url", provider.base_url, "--model", "sim", "--seeds", str(missing)],
+        check=False,
     )
     assert failed.returncode == 1
     assert failed.stderr.decode().strip().splitlines() == [
