@@ -105,6 +105,7 @@ def monitor_address(value: str) -> tuple[str, int]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .runner import describe_provenance
     from .store import Store
 
     with Store(Path(args.run_dir), read_only=True) as store:
@@ -113,6 +114,7 @@ def _status(args: argparse.Namespace) -> int:
             "tasks": store.count_by_status(),
             "counters": store.counters(),
             "rejections": store.rejection_summary(),
+            "sessions": store.sessions(),
         }
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -125,6 +127,11 @@ def _status(args: argparse.Namespace) -> int:
     for name, info in report["rejections"].items():
         example = info["examples"][0]["reason"] if info["examples"] else ""
         print(f"  {name:40s} {info['count']:>8d}  e.g. {example}")
+    for session in report["sessions"]:
+        print(
+            f"  session {session['session']} from {session['started']}: "
+            f"{session['tasks_added']} tasks, {describe_provenance(session['provenance'])}"
+        )
     return EXIT_OK
 
 

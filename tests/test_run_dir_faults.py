@@ -358,6 +358,10 @@ def test_allow_mixed_adds_to_the_run_and_the_history_keeps_every_session(
     assert sum(s["tasks_added"] for s in history) == len(committed(out))
     assert json.loads((out / "config.json").read_text())["endpoints"][0]["model"] == "b"
     assert all(len(s["provenance"]["seeds_sha256"]) == 64 for s in history)
+    shown = selfinstruct("status", str(out), "--json")
+    assert json.loads(shown.stdout)["sessions"] == history
+    text = selfinstruct("status", str(out)).stdout
+    assert "session 1 from" in text and "model 'a'" in text and "model 'b'" in text
 
 
 def test_a_session_that_made_nothing_does_not_bind_the_run(tmp_path: Path) -> None:
