@@ -19,7 +19,7 @@ from pathlib import Path
 
 from llama_cpp import Llama
 
-from selfinstruct_async.local_backend import default_model_path
+from selfinstruct_async.client.local import default_model_path
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank. "
 

@@ -43,12 +43,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from selfinstruct_async.client.http import HTTPClient, build_http_client  # noqa: E402
+from selfinstruct_async.client.protocol import CompletionRequest  # noqa: E402
+from selfinstruct_async.client.usage import UsageMeter  # noqa: E402
 from selfinstruct_async.config import EndpointConfig  # noqa: E402
 from selfinstruct_async.errors import LLMError  # noqa: E402
-from selfinstruct_async.http_client import HTTPClient, build_http_client  # noqa: E402
-from selfinstruct_async.llm import CompletionRequest  # noqa: E402
 from selfinstruct_async.simulator.process import simulator_process  # noqa: E402
-from selfinstruct_async.usage import UsageMeter  # noqa: E402
 
 PROMPT = "Come up with a series of tasks. Task 1: write a haiku about the sea. Task 2:"
 

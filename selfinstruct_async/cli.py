@@ -23,7 +23,7 @@ import anyio
 from . import __version__
 from .config import load_config
 from .errors import BudgetExhausted, SelfInstructError
-from .logs import configure_logging, redact, silence_broken_stream
+from .observe.logs import configure_logging, redact, silence_broken_stream
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
@@ -58,7 +58,7 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from .run.runner import run
 
     config_path = args.config or (
         Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
@@ -105,8 +105,8 @@ def monitor_address(value: str) -> tuple[str, int]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .runner import describe_provenance
-    from .store import Store
+    from .checkpoint.store import Store
+    from .run.runner import describe_provenance
 
     with Store(Path(args.run_dir), read_only=True) as store:
         report = {
@@ -221,7 +221,7 @@ def make_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=_plugins)
 
-    from . import dedup, export, report, stats
+    from .outputs import dedup, export, report, stats
 
     for command in (stats, report, export, dedup):
         command.add_parser(sub)

@@ -104,7 +104,7 @@ class UselessAnswers(LLMError):
 class TransportError(LLMError):
     """A transport failed to deliver a request or to read its answer; retryable.
 
-    Raised by :class:`~selfinstruct_async.transport.Transport` implementations; the HTTP
+    Raised by :class:`~selfinstruct_async.client.transport.Transport` implementations; the HTTP
     client retries these and reports :class:`RetriesExhausted` when they persist.
     """
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .llm import Api, CompletionRequest
+from .client.protocol import Api, CompletionRequest
 from .records import Instance, SeedTask
 
 _WHITESPACE = re.compile(r"\s+")

@@ -7,15 +7,15 @@ from pathlib import Path
 import pluggy
 import pytest
 
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import load_config
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.filters import FilterChain, InstanceContext
 from selfinstruct_async.plugins import Plugins
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
 from selfinstruct_async.records import Instance
-from selfinstruct_async.runner import run
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.responder import respond
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 
 

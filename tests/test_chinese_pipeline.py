@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
-from selfinstruct_async.runner import run
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.seeds import builtin_seed_path
 from selfinstruct_async.similarity import EmptyTokensError, SimilarityIndex
 from selfinstruct_async.simulator.responder import respond
 from selfinstruct_async.simulator.server import SimulatorHandle
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 
 pytestmark = pytest.mark.anyio

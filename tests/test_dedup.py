@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from selfinstruct_async.dedup import DedupInputError, add_parser, deduplicate_file, read_records
+from selfinstruct_async.outputs.dedup import (
+    DedupInputError,
+    add_parser,
+    deduplicate_file,
+    read_records,
+)
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 INSTRUCTIONS = [

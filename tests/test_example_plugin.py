@@ -23,14 +23,14 @@ from types import ModuleType
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.cli import main
 from selfinstruct_async.config import load_config
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.plugins import Plugins, make_plugin_manager
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
-from selfinstruct_async.runner import run
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.responder import respond
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "selfinstruct-distinct-words"

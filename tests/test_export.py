@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from selfinstruct_async import export
-from selfinstruct_async.export import ExportOptions, export_run
+from selfinstruct_async.outputs import export
+from selfinstruct_async.outputs.export import ExportOptions, export_run
 from selfinstruct_async.records import Instance, Task
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 from tests.test_stats import build_run, make_tasks

@@ -19,18 +19,18 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import LLMError, SelfInstructError
 from selfinstruct_async.parsing import parse_classification
-from selfinstruct_async.pool import Pool
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES as T
-from selfinstruct_async.runner import RunSummary, run
+from selfinstruct_async.run.pool import Pool
+from selfinstruct_async.run.runner import RunSummary, run
 from selfinstruct_async.simulator.responder import respond
 from selfinstruct_async.simulator.server import SimulatorHandle
 from selfinstruct_async.stages.generate_instances import STAGE as INSTANCES
 from selfinstruct_async.stages.generate_instructions import STAGE as GENERATE
 from selfinstruct_async.stages.identify_classification import STAGE as CLASSIFY
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 
 pytestmark = pytest.mark.anyio

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, Task
 from selfinstruct_async.simulator.process import simulator_process
-from selfinstruct_async.store import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://127.0.0.1:9/v1"  # the checkpoint is opened before any request
@@ -224,7 +224,7 @@ FILE_SIZE_LIMIT_CHILD = textwrap.dedent(
     import json, os, resource, signal, sys
     from pathlib import Path
     from selfinstruct_async.records import Instance, PendingTask, Task
-    from selfinstruct_async.store import Store
+    from selfinstruct_async.checkpoint.store import Store
 
     out, which, slack = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = Store(out)

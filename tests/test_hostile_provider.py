@@ -15,18 +15,11 @@ import re
 import anyio
 import pytest
 
-from selfinstruct_async.config import EndpointConfig
-from selfinstruct_async.errors import (
-    ConfigError,
-    ResponseTooLarge,
-    RetriesExhausted,
-    TransportConnectionError,
-)
-from selfinstruct_async.http_client import LONG_WAIT, build_http_client
-from selfinstruct_async.llm import CompletionRequest
-from selfinstruct_async.pacing import ManualClock
-from selfinstruct_async.retry import Failure, FailureKind, RetryPolicy
-from selfinstruct_async.transport import (
+from selfinstruct_async.client.http import LONG_WAIT, build_http_client
+from selfinstruct_async.client.pacing import ManualClock
+from selfinstruct_async.client.protocol import CompletionRequest
+from selfinstruct_async.client.retry import Failure, FailureKind, RetryPolicy
+from selfinstruct_async.client.transport import (
     READ_CHUNK,
     AiohttpTransport,
     TransportRequest,
@@ -34,7 +27,14 @@ from selfinstruct_async.transport import (
     display_url,
     strip_userinfo,
 )
-from selfinstruct_async.usage import UsageMeter
+from selfinstruct_async.client.usage import UsageMeter
+from selfinstruct_async.config import EndpointConfig
+from selfinstruct_async.errors import (
+    ConfigError,
+    ResponseTooLarge,
+    RetriesExhausted,
+    TransportConnectionError,
+)
 from tests.fixtures.clock import on_virtual_time
 from tests.fixtures.simulator import MakeSimulator
 from tests.test_http_client import answer, error, make_client, scripted, transport

@@ -11,6 +11,25 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
+from selfinstruct_async.client.http import (
+    Endpoint,
+    HTTPClient,
+    build_http_client,
+    parse_completion,
+    pool_size,
+)
+from selfinstruct_async.client.pacing import ManualClock, Pacer
+from selfinstruct_async.client.protocol import Completion, CompletionRequest
+from selfinstruct_async.client.retry import Failure, FailureKind, RetryPolicy
+from selfinstruct_async.client.tokens import prompt_tokens
+from selfinstruct_async.client.transport import (
+    AiohttpTransport,
+    Handler,
+    MockTransport,
+    TransportRequest,
+    TransportResponse,
+)
+from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import EndpointConfig
 from selfinstruct_async.errors import (
     BudgetExhausted,
@@ -21,25 +40,6 @@ from selfinstruct_async.errors import (
     TransportConnectionError,
     TransportTimeout,
 )
-from selfinstruct_async.http_client import (
-    Endpoint,
-    HTTPClient,
-    build_http_client,
-    parse_completion,
-    pool_size,
-)
-from selfinstruct_async.llm import Completion, CompletionRequest
-from selfinstruct_async.pacing import ManualClock, Pacer
-from selfinstruct_async.retry import Failure, FailureKind, RetryPolicy
-from selfinstruct_async.tokens import prompt_tokens
-from selfinstruct_async.transport import (
-    AiohttpTransport,
-    Handler,
-    MockTransport,
-    TransportRequest,
-    TransportResponse,
-)
-from selfinstruct_async.usage import UsageMeter
 from tests.fixtures.clock import on_virtual_time
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct_async.local_backend import default_model_path, describe_death
+from selfinstruct_async.client.local import default_model_path, describe_death
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.client.http import build_http_client
+from selfinstruct_async.client.local import default_model_path
+from selfinstruct_async.client.protocol import CompletionRequest
+from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import PermanentHTTPError
-from selfinstruct_async.http_client import build_http_client
-from selfinstruct_async.llm import CompletionRequest
-from selfinstruct_async.local_backend import default_model_path
-from selfinstruct_async.runner import run
-from selfinstruct_async.store import Store
-from selfinstruct_async.usage import UsageMeter
+from selfinstruct_async.run.runner import run
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'local' extra)")
 

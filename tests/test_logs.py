@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from selfinstruct_async.logs import LOGGER, REDACTED, configure_logging, redact
+from selfinstruct_async.observe.logs import LOGGER, REDACTED, configure_logging, redact
 
 SECRET = "key-0123456789abcdef-not-a-real-one"
 SK_KEY = "sk-proj-AbCdEf0123456789XyZ"

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from selfinstruct_async.errors import ConfigError
-from selfinstruct_async.monitor import RateHistory, Sample, serve_monitor, summarize
+from selfinstruct_async.observe.monitor import RateHistory, Sample, serve_monitor, summarize
 
 pytestmark = pytest.mark.anyio
 

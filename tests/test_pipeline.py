@@ -14,13 +14,13 @@ import anyio
 import pytest
 from rouge_score import rouge_scorer
 
+from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.client.protocol import Completion, CompletionRequest, LLMClient
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import ConfigError, SeedFileError
-from selfinstruct_async.llm import Completion, CompletionRequest, LLMClient
-from selfinstruct_async.runner import build_client, run
+from selfinstruct_async.run.runner import build_client, run
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 from selfinstruct_async.simulator.server import SimulatorHandle
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 
 pytestmark = pytest.mark.anyio

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from selfinstruct_async.client.local import LocalClient, default_model_path
+from selfinstruct_async.client.protocol import CompletionRequest
+from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import LocalConfig
-from selfinstruct_async.llm import CompletionRequest
-from selfinstruct_async.local_backend import LocalClient, default_model_path
-from selfinstruct_async.usage import UsageMeter
 
 AMX = re.compile(
     r"\s(tileloadd\w*|tdp\w+ps|tdpb\w+|ldtilecfg|sttilecfg|tilerelease|tilezero|tilestored)\s"

@@ -13,8 +13,8 @@ import anyio
 import pytest
 from rich.console import Console
 
-from selfinstruct_async.monitor import Sample, summarize
-from selfinstruct_async.progress import format_duration, plain_line, show_progress
+from selfinstruct_async.observe.monitor import Sample, summarize
+from selfinstruct_async.observe.progress import format_duration, plain_line, show_progress
 from tests.test_monitor import STARTED, snapshot
 
 pytestmark = pytest.mark.anyio

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from selfinstruct_async import report
+from selfinstruct_async.outputs import report
+from selfinstruct_async.outputs.verb_noun import verb_object, verb_object_counts
 from selfinstruct_async.records import Instance, Task
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
-from selfinstruct_async.verbs import verb_object, verb_object_counts
 from tests.test_stats import ADJECTIVES, COUNTERS, USAGE, build_run, make_tasks
 
 pytest.importorskip("matplotlib")

@@ -8,8 +8,7 @@ import random
 
 import pytest
 
-from selfinstruct_async.errors import TransportConnectionError, TransportTimeout
-from selfinstruct_async.retry import (
+from selfinstruct_async.client.retry import (
     Failure,
     FailureKind,
     RetryPolicy,
@@ -20,6 +19,7 @@ from selfinstruct_async.retry import (
     rate_limit_info,
     retry_after,
 )
+from selfinstruct_async.errors import TransportConnectionError, TransportTimeout
 
 
 @pytest.mark.parametrize(

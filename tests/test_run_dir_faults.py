@@ -32,13 +32,13 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store, task_line
 from selfinstruct_async.config import Config, EndpointConfig, RunConfig
 from selfinstruct_async.errors import CheckpointError, ConfigError
-from selfinstruct_async.export import ExportOptions, export_run
-from selfinstruct_async.runner import begin_session
+from selfinstruct_async.outputs.export import ExportOptions, export_run
+from selfinstruct_async.run.runner import begin_session
 from selfinstruct_async.seeds import DEFAULT_SEEDS
 from selfinstruct_async.simulator.process import served, simulator_process
-from selfinstruct_async.store import SCHEMA_VERSION, Store, task_line
 from tests.test_faults import (
     ROOT,
     accept,
@@ -615,7 +615,7 @@ def test_classification_only_without_classification_seeds_is_refused_before_the_
 
 
 def test_write_json_atomic_failure_is_a_checkpoint_error_and_leaves_no_tmp(tmp_path: Path) -> None:
-    from selfinstruct_async.runner import _write_json_atomic
+    from selfinstruct_async.run.runner import _write_json_atomic
 
     blocked = tmp_path / "config.json"
     blocked.mkdir()  # os.replace cannot put a file over a directory

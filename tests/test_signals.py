@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.simulator.process import served, simulator_process
-from selfinstruct_async.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,14 +13,14 @@ import aiohttp
 import anyio
 import pytest
 
+from selfinstruct_async.client.http import build_http_client
+from selfinstruct_async.client.protocol import CompletionRequest
+from selfinstruct_async.client.tokens import count_tokens, prompt_tokens
+from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import EndpointConfig
 from selfinstruct_async.errors import PermanentHTTPError
-from selfinstruct_async.http_client import build_http_client
-from selfinstruct_async.llm import CompletionRequest
 from selfinstruct_async.simulator.process import set_outage, simulator_process, stats
 from selfinstruct_async.simulator.server import SimulatorHandle, SimulatorSettings
-from selfinstruct_async.tokens import count_tokens, prompt_tokens
-from selfinstruct_async.usage import UsageMeter
 from tests.fixtures.simulator import MakeSimulator
 
 BODY: dict[str, Any] = {"model": "sim-model", "prompt": "one two three four five", "max_tokens": 3}

@@ -16,10 +16,10 @@ from unittest import mock
 
 import pytest
 
-from selfinstruct_async import stats
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.errors import SelfInstructError
+from selfinstruct_async.outputs import stats
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
-from selfinstruct_async.store import Store
 
 VERBS = ["Write", "Generate", "Classify", "Explain", "Summarize", "Translate", "List", "Create"]
 ADJECTIVES = ["short", "formal", "funny", "detailed", ""]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
-from selfinstruct_async.store import SCHEMA_VERSION, Store
 
 
 def accept(store: Store, n: int) -> Task:

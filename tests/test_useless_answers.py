@@ -18,18 +18,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-from selfinstruct_async.answer_guard import AnswerGuard, quote_sample
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import UselessAnswers
 from selfinstruct_async.parsing import parse_classification
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES as T
-from selfinstruct_async.runner import run
+from selfinstruct_async.run.answer_guard import AnswerGuard, quote_sample
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.responder import respond
 from selfinstruct_async.simulator.server import echo_respond
 from selfinstruct_async.stages.generate_instructions import STAGE as GENERATE
 from selfinstruct_async.stages.identify_classification import MAX_TRIES
 from selfinstruct_async.stages.identify_classification import STAGE as CLASSIFY
-from selfinstruct_async.store import Store
 from tests.fixtures.simulator import MakeSimulator
 from tests.test_failed_requests import (
     ScriptedProvider,

@@ -6,7 +6,7 @@ See ``docs/similarity.md`` for how the index stays exact while skipping most pai
 from __future__ import annotations
 
 from .bounds import f_from_lcs, rouge_l_f
-from .empty import EmptyTokensError, EmptyTokensMonitor, EmptyTokensWarning
+from .empty_tokens import EmptyTokensError, EmptyTokensMonitor, EmptyTokensWarning
 from .index import IndexStats, SimilarityIndex, SimilarityMetadata
 from .tokenizers import (
     RougeTokenizer,

@@ -26,7 +26,7 @@ from rapidfuzz.distance import LCSseq
 from ..errors import SelfInstructError
 from .bounds import NEVER, Needs, f_from_lcs, f_vector, need_by_length
 from .buckets import TokenBuckets
-from .empty import EmptyTokensMonitor, OnEmpty
+from .empty_tokens import EmptyTokensMonitor, OnEmpty
 from .tokenizers import Tokenizer, get_tokenizer
 
 __all__ = ["IndexStats", "SimilarityIndex", "SimilarityMetadata"]

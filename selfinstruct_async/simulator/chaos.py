@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checkpoint.store import Store
 from ..similarity import SimilarityIndex
-from ..store import Store
 from .process import served, simulator_process
 
 

@@ -43,8 +43,8 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from ..pacing import TokenBucket
-from ..tokens import count_tokens, prompt_tokens
+from ..client.pacing import TokenBucket
+from ..client.tokens import count_tokens, prompt_tokens
 
 Answers = Literal["normal", "echo", "null", "empty"]
 ANSWER_MODES: tuple[str, ...] = ("normal", "echo", "null", "empty")

@@ -6,9 +6,9 @@ import json
 
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ..context import RunContext
 from ..filters import InstanceContext
 from ..records import Instance, PendingTask, RejectionRecord, Task
+from ..run.context import RunContext
 
 NO_INSTANCES = "no_valid_instances"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..context import RunContext
 from ..records import Candidate, PendingTask, RejectionRecord
+from ..run.context import RunContext
 
 
 async def filter_instructions(

@@ -12,10 +12,10 @@ import random
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..context import REQUEST_REFUSED, RequestFailed, RunContext
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt, select_instance_demonstrations
 from ..records import Instance, PendingTask
+from ..run.context import REQUEST_REFUSED, RequestFailed, RunContext
 
 STAGE = "generate_instances"
 

@@ -10,10 +10,10 @@ import random
 
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ..context import RequestFailed, RunContext
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
 from ..records import Candidate
+from ..run.context import RequestFailed, RunContext
 
 STAGE = "generate_instructions"
 

@@ -14,11 +14,11 @@ from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..answer_guard import quote_sample
-from ..context import REQUEST_REFUSED, RequestFailed, RunContext
 from ..parsing import parse_classification
 from ..prompts import build_classification_prompt
 from ..records import PendingTask
+from ..run.answer_guard import quote_sample
+from ..run.context import REQUEST_REFUSED, RequestFailed, RunContext
 
 STAGE = "identify_classification"
 UNREADABLE = "unreadable_classification"

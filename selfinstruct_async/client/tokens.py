@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import Protocol
 
-from .llm import CompletionRequest
+from .protocol import CompletionRequest
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from .errors import ResponseTooLarge, TransportConnectionError, TransportTimeout
+from ..errors import ResponseTooLarge, TransportConnectionError, TransportTimeout
 
 # Bytes asked of the socket per read: small enough that memory stays near the cap and
 # cancellation is checked often, large enough to cost nothing on normal answers.

@@ -28,7 +28,7 @@ from typing import Protocol
 import anyio
 import anyio.lowlevel
 
-from .errors import RequestTooLarge
+from ..errors import RequestTooLarge
 
 _EPS = 1e-9
 

@@ -35,20 +35,20 @@ import anyio.to_thread
 import pluggy
 from anyio.abc import TaskGroup
 
-from .config import Config
+from ..checkpoint.run_files import CONFIG, SUMMARY
+from ..checkpoint.store import Store
+from ..client.protocol import LLMClient
+from ..client.recording import LedgerClient
+from ..client.usage import UsageMeter
+from ..config import Config
+from ..errors import CheckpointError, ConfigError, SelfInstructError
+from ..plugins import Plugins, make_plugin_manager
+from ..prompts import DEFAULT_TEMPLATES, select_classification_demonstrations
+from ..records import SeedTask
+from ..seeds import load_seed_tasks, resolve_seeds
 from .context import RunContext
-from .errors import CheckpointError, ConfigError, SelfInstructError
-from .ledger import LedgerClient
-from .llm import LLMClient
 from .pipeline import Resumed, run_pipeline
-from .plugins import Plugins, make_plugin_manager
 from .pool import Pool
-from .prompts import DEFAULT_TEMPLATES, select_classification_demonstrations
-from .records import SeedTask
-from .run_files import CONFIG, SUMMARY
-from .seeds import load_seed_tasks, resolve_seeds
-from .store import Store
-from .usage import UsageMeter
 
 log = logging.getLogger("selfinstruct_async")
 
@@ -104,13 +104,13 @@ def build_client(config: Config, usage: UsageMeter | None = None) -> LLMClient:
     usage = usage if usage is not None else UsageMeter()
     endpoints = tuple(e for e in config.endpoints if e.base_url)
     if not endpoints:
-        from .local_backend import LocalClient
+        from ..client.local import LocalClient
 
         local = replace(config.local, api=_local_api(config))
         client = LocalClient(local, usage, seed=config.run.seed)
         log.info("no endpoint configured: using the embedded model %s", client.description)
         return client
-    from .http_client import build_http_client
+    from ..client.http import build_http_client
 
     return build_http_client(
         endpoints,
@@ -199,7 +199,7 @@ def public_config(config: Config) -> dict[str, Any]:
 def _local_model_name(model_path: str) -> str:
     if model_path:
         return Path(model_path).name
-    from .local_backend import default_model_path
+    from ..client.local import default_model_path
 
     try:
         return default_model_path().name
@@ -401,13 +401,13 @@ async def _serve(
         if handle_signals:
             tg.start_soon(_stop_on_signals, ctx, tg, stopped_by)
         if monitor is not None:
-            from .monitor import serve_monitor
+            from ..observe.monitor import serve_monitor
 
             host, port = monitor
             url = await tg.start(partial(serve_monitor, ctx.status, host=host, port=port))
             log.info("monitor on %s (/healthz, /status, /metrics)", url)
         if progress:
-            from .progress import show_progress
+            from ..observe.progress import show_progress
 
             tg.start_soon(partial(show_progress, ctx.status))
         await run_pipeline(ctx, resumed)

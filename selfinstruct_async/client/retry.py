@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import ResponseTooLarge, TransportError, TransportTimeout
+from ..errors import ResponseTooLarge, TransportError, TransportTimeout
 
 
 class FailureKind(Enum):

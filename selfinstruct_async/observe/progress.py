@@ -1,6 +1,6 @@
 """Progress of a running generation on the terminal: rich rows on a TTY, plain lines otherwise.
 
-Both forms show the same :func:`selfinstruct_async.monitor.summarize` figures: tasks per
+Both forms show the same :func:`selfinstruct_async.observe.monitor.summarize` figures: tasks per
 stage, accepted against the target, requests and tokens per minute, rejections, ETA.
 The display only reads status snapshots; it refreshes every ``interval`` seconds until
 cancelled. It never stops a run: when its stream fails (the reader of a pipe went away,

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
-from .llm import Choice, Completion, CompletionRequest, LLMClient, Usage
-from .store import Store
+from ..checkpoint.store import Store
+from .protocol import Choice, Completion, CompletionRequest, LLMClient, Usage
 
 DB = Callable[..., Awaitable[Any]]
 

@@ -10,13 +10,13 @@ Figures (matplotlib, drawn on an Agg canvas without pyplot, so no display is nee
 * ``lengths.png``: distributions of instruction, non-empty input and output lengths in
   words, as in the paper;
 * ``verbs.png``: the most common leading verbs (inner ring) and their most common objects
-  (outer ring), found by the rules in :mod:`selfinstruct_async.verbs`;
+  (outer ring), found by the rules in :mod:`selfinstruct_async.outputs.verb_noun`;
 * ``report.html``: the stats tables and the figures (base64 ``data:`` URIs), one file;
 * ``report.json``: the same numbers for machines.
 
 Each PNG also carries the numbers it plots as JSON in a ``tEXt`` chunk named
 ``SelfInstructData``, so tests and scripts can check a figure against its data.
-Reading is safe while a daemon writes to the run (see :mod:`selfinstruct_async.stats`).
+Reading is safe while a daemon writes to the run (see :mod:`selfinstruct_async.outputs.stats`).
 """
 
 from __future__ import annotations
@@ -36,18 +36,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SelfInstructError
+from ..checkpoint.run_files import refuse_run_file
+from ..errors import SelfInstructError
 from .export import TaskFile, new_file_mode, skipped_note
-from .run_files import refuse_run_file
-from .stats import (
-    Table1,
-    compute_stats,
-    fmt_number,
-    fmt_share,
-    load_prices,
-    words,
-)
-from .verbs import VerbSummary, verb_object_counts
+from .stats import Table1, compute_stats, fmt_number, fmt_share, load_prices, words
+from .verb_noun import VerbSummary, verb_object_counts
 
 PNG_DATA_KEY = "SelfInstructData"
 DPI = 100
@@ -111,7 +104,7 @@ def similarity_scores(
     ``pool`` (the seeds) comes before every instruction; each instruction joins the pool
     after it is scored. With ``sample``, only evenly spaced instructions are scored.
     """
-    from .similarity import SimilarityIndex
+    from ..similarity import SimilarityIndex
 
     n = len(instructions)
     chosen: set[int] | None = None
@@ -512,7 +505,7 @@ def build_report(
     """Write the figures, ``report.html`` and ``report.json`` to ``out``; return their paths."""
     _check_out(out)
     _matplotlib()  # fail before the (possibly long) computation
-    from .seeds import DEFAULT_SEEDS, load_seed_tasks
+    from ..seeds import DEFAULT_SEEDS, load_seed_tasks
 
     data = collect(run_dir)
     seeds = [s.instruction for s in load_seed_tasks(seeds_path or DEFAULT_SEEDS)]

@@ -1,7 +1,7 @@
 """The process that holds the embedded llama.cpp model, so a crash in it cannot kill a run.
 
 llama.cpp is native code: an illegal instruction, an out-of-memory kill or a corrupt GGUF
-ends whatever process it runs in. :class:`~selfinstruct_async.local_backend.LocalClient`
+ends whatever process it runs in. :class:`~selfinstruct_async.client.local.LocalClient`
 runs it here instead and turns this process's death into an error naming the model file.
 
 Protocol: one JSON object per line. The parent writes ``{"op": "load", ...}`` once, then
@@ -9,7 +9,7 @@ Protocol: one JSON object per line. The parent writes ``{"op": "load", ...}`` on
 one line back, ``{"ok": true}`` / ``{"id": N, "result": {...}}`` or ``{"error": "...",
 "kind": "load" | "prompt" | "internal"}``. End of input ends the process.
 
-Run as ``python -m selfinstruct_async.local_worker``; nothing else should import it.
+Run as ``python -m selfinstruct_async.client.local_worker``; nothing else should import it.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
-from .export import task_identity
-from .records import Instance, PendingTask, RejectionRecord, Task
+from ..errors import CheckpointError
+from ..outputs.export import task_identity
+from ..records import Instance, PendingTask, RejectionRecord, Task
 from .run_files import CHECKPOINT, LOCK, TASKS
 
 SCHEMA_VERSION = 2
@@ -49,7 +49,7 @@ _DISK_ERRORS = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
 )
 
-log = logging.getLogger("selfinstruct_async.store")
+log = logging.getLogger("selfinstruct_async.checkpoint.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .errors import BudgetExhausted, CheckpointError
+from ..errors import BudgetExhausted, CheckpointError
 
 SNAPSHOT_VERSION = 1
 

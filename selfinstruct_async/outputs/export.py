@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import SelfInstructError
-from .records import Instance, Task
-from .run_files import refuse_run_file
+from ..checkpoint.run_files import refuse_run_file
+from ..errors import SelfInstructError
+from ..records import Instance, Task
 
 FORMATS = ("alpaca", "openai-chat", "prompt-completion", "hf-jsonl")
 # Rows of one bucket are held in memory together: about this many bytes of tasks.jsonl
@@ -58,7 +58,7 @@ _SPLIT_KEY = b"selfinstruct-split"
 # Skipped lines are named one by one up to this many per read, then only counted.
 MAX_SKIP_WARNINGS = 10
 
-log = logging.getLogger("selfinstruct_async.export")
+log = logging.getLogger("selfinstruct_async.outputs.export")
 
 
 class ExportError(SelfInstructError):
@@ -516,7 +516,7 @@ def export_run(run_dir: Path, out: Path, options: ExportOptions) -> ExportResult
         raise ExportError(f"{out}: directory {out.parent} does not exist")
     seeds: list[Task] = []
     if options.include_seeds:
-        from .seeds import DEFAULT_SEEDS, load_seed_tasks
+        from ..seeds import DEFAULT_SEEDS, load_seed_tasks
 
         seeds = [
             Task(s.id, s.instruction, s.is_classification, s.instances)

@@ -1,15 +1,15 @@
-"""The :class:`~selfinstruct_async.llm.LLMClient` for OpenAI-compatible HTTP endpoints.
+"""The :class:`~selfinstruct_async.client.protocol.LLMClient` for OpenAI-compatible HTTP endpoints.
 
 Every stage shares one :class:`HTTPClient`. Per request it charges the token estimate
 against the budget, picks the endpoint that can send soonest, waits for that endpoint's
-:class:`~selfinstruct_async.pacing.Pacer`, sends through a
-:class:`~selfinstruct_async.transport.Transport`, classifies the answer, and either
-returns the parsed :class:`~selfinstruct_async.llm.Completion` or waits (on its own, the
+:class:`~selfinstruct_async.client.pacing.Pacer`, sends through a
+:class:`~selfinstruct_async.client.transport.Transport`, classifies the answer, and either
+returns the parsed :class:`~selfinstruct_async.client.protocol.Completion` or waits (on its own, the
 other requests carry on) and queues the retry at the front of the paced queue.
 
 API keys are read once, from the environment variable each endpoint names, go only into
 the ``Authorization`` header, and are scrubbed from every message this module produces;
-endpoint URLs are shown through :func:`~selfinstruct_async.transport.display_url`, so a
+endpoint URLs are shown through :func:`~selfinstruct_async.client.transport.display_url`, so a
 ``user:password@`` written into a ``base_url`` is never shown either.
 
 What a server says is bounded: a requested wait (``Retry-After`` and kin) longer than the
@@ -31,8 +31,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-from .config import EndpointConfig
-from .errors import (
+from ..config import EndpointConfig
+from ..errors import (
     ConfigError,
     LLMError,
     PermanentHTTPError,
@@ -40,8 +40,8 @@ from .errors import (
     RetriesExhausted,
     TransportError,
 )
-from .llm import Choice, Completion, CompletionRequest, Usage
 from .pacing import AnyioClock, Clock, Pacer
+from .protocol import Choice, Completion, CompletionRequest, Usage
 from .retry import (
     Failure,
     FailureKind,

@@ -13,17 +13,17 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ..checkpoint.store import Store
+from ..client.protocol import Completion, CompletionRequest, LLMClient
+from ..client.usage import UsageMeter
+from ..config import Config
+from ..errors import LLMError, PermanentHTTPError, PromptRejected, RetriesExhausted
+from ..filters import FilterChain
+from ..plugins import Plugins
+from ..prompts import PromptTemplates
+from ..records import PendingTask, RejectionRecord, SeedTask
 from .answer_guard import AnswerGuard
-from .config import Config
-from .errors import LLMError, PermanentHTTPError, PromptRejected, RetriesExhausted
-from .filters import FilterChain
-from .llm import Completion, CompletionRequest, LLMClient
-from .plugins import Plugins
 from .pool import Pool
-from .prompts import PromptTemplates
-from .records import PendingTask, RejectionRecord, SeedTask
-from .store import Store
-from .usage import UsageMeter
 
 log = logging.getLogger("selfinstruct_async")
 

@@ -15,7 +15,7 @@ import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import UselessAnswers
+from ..errors import UselessAnswers
 
 log = logging.getLogger("selfinstruct_async")
 

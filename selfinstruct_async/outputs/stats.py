@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SelfInstructError
+from ..errors import SelfInstructError
+from ..records import Task
 from .export import TaskFile, skipped_note
-from .records import Task
 
 STAGE_LEVELS = ("instruction", "instance", "task")
 # Order in which stages are listed; stages found in the data but not here follow, sorted.
@@ -350,7 +350,7 @@ def compute_stats(
     ``tasks`` lets a caller that already streamed ``tasks.jsonl`` (the report) pass its
     Table 1 instead of reading the file again.
     """
-    from .store import Store
+    from ..checkpoint.store import Store
 
     note: list[str] = []
     if tasks is None:

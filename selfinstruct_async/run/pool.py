@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from .records import SeedTask
+from ..records import SeedTask
 
 
 class Pool:

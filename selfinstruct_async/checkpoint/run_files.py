@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 CHECKPOINT = "checkpoint.sqlite"
 TASKS = "tasks.jsonl"

@@ -21,18 +21,18 @@ from typing import TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .context import RetryQueue, RunContext
-from .records import Candidate, Instance, PendingTask
-from .stages import (
+from ..records import Candidate, Instance, PendingTask
+from ..stages import (
     filter_instances,
     filter_instructions,
     generate_instances,
     generate_instructions,
     identify_classification,
 )
-from .stages.generate_instances import STAGE as INSTANCES
-from .stages.generate_instructions import candidates_of
-from .stages.identify_classification import STAGE as CLASSIFICATION
+from ..stages.generate_instances import STAGE as INSTANCES
+from ..stages.generate_instructions import candidates_of
+from ..stages.identify_classification import STAGE as CLASSIFICATION
+from .context import RetryQueue, RunContext
 
 T = TypeVar("T")
 

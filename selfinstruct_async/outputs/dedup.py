@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from .errors import SelfInstructError
-from .run_files import refuse_run_file, refuse_same_file
-from .similarity import EmptyTokensError, SimilarityIndex, tokenizer_names
+from ..checkpoint.run_files import refuse_run_file, refuse_same_file
+from ..errors import SelfInstructError
+from ..similarity import EmptyTokensError, SimilarityIndex, tokenizer_names
 
 Format = Literal["jsonl", "json", "text"]
 

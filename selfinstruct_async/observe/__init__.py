@@ -1,0 +1,1 @@
+"""Watching a run: logs, the progress display and the monitor endpoint."""

@@ -1,0 +1,1 @@
+"""The output commands: stats, report, export and dedup over a run directory."""
