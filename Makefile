@@ -10,7 +10,7 @@ EXTRAS ?= dev,local,server,report
 LLAMA_CPP_VERSION ?= 0.3.36
 export LLAMA_CPP_VERSION
 
-.PHONY: test demo lint bench-rpm bench-rouge bench-chaos bench-llama llama-rebuild clean
+.PHONY: test test-fast demo lint bench-rpm bench-rouge bench-chaos bench-llama llama-rebuild clean
 
 $(STAMP): pyproject.toml scripts/build-llama.sh
 	@echo "==> Creating $(VENV)"
@@ -29,13 +29,20 @@ llama-rebuild: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Everything except the tests marked slow (llama.cpp, kill -9 chaos, 100 MB answers, the
+# example plugin's install): for the edit-test loop. CI runs `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
 # The main job on the embedded default: a short real generation into runs/demo.
 demo: $(STAMP)
 	$(VENV)/bin/selfinstruct run --config configs/local-demo.toml
 	$(VENV)/bin/selfinstruct stats runs/demo
 
+# mypy checks what [tool.mypy] files lists: the package, plugins/, examples/, bench/,
+# scripts/ and tests/, all strict.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check selfinstruct_async plugins tests bench
+	$(VENV)/bin/ruff check selfinstruct_async plugins examples tests bench scripts
 	$(VENV)/bin/mypy
 
 bench-rpm: $(STAMP)

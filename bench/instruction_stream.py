@@ -12,9 +12,9 @@ import random
 import re
 import string
 
+from stream_vocabulary import ADJECTIVES, NOUNS
 from stream_words import (
     ACTIVITIES,
-    ADJECTIVES,
     AUDIENCES,
     CLOSERS,
     CODE_TASKS,
@@ -28,7 +28,6 @@ from stream_words import (
     MATERIALS,
     MODIFIERS,
     MORE_TASKS,
-    NOUNS,
     OPENERS,
     PARTS,
     PEOPLE,

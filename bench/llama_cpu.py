@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from llama_cpp import Llama
 
@@ -40,7 +41,9 @@ def main() -> None:
     import llama_cpp
 
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    model = Llama(str(default_model_path()), n_ctx=2048, n_threads=args.threads, verbose=False)
+    # Any: llama-cpp-python leaves reset() untyped and types create_completion() as maybe a
+    # stream, which it is not without stream=True.
+    model: Any = Llama(str(default_model_path()), n_ctx=2048, n_threads=args.threads, verbose=False)
     prompt_rates, generation_rates = [], []
     for run in range(args.runs):
         prompt = f"Run {run}. " + SENTENCE * 40 + "\nWrite a long story about the fox:"

@@ -134,7 +134,24 @@ def compare_prefix(prefix: list[str], seeds: list[str], t: float, label: str) ->
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+class Tally:
+    """Decisions compared and different so far, and rouge-score's latest time per pair."""
+
+    def __init__(self, per_pair: float, compared: int, mismatches: int) -> None:
+        self.per_pair = per_pair  # extrapolates rouge-score where a pool is too big to sample
+        self.compared = compared
+        self.mismatches = mismatches
+
+
+class Window(NamedTuple):
+    """Our index on one window of candidates at one pool size."""
+
+    per_candidate: float  # seconds
+    seen: list[tuple[str, int, bool]]  # candidate, pool size it saw, accepted
+    rejected: list[int]  # fresh, near-duplicates
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--prefix", type=int, default=600, help="candidates for rouge-score")
     parser.add_argument("--pool", type=int, default=200_000, help="largest pool size")
@@ -150,20 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.prefix < 1:
         parser.error("--prefix must be at least 1")
-    t = args.threshold
-    wall = time.perf_counter()
+    return args
 
-    probe = InstructionStream(args.seed)
+
+def describe_stream(seed: int) -> None:
+    """Print the stream's share of near-duplicates and its instructions' lengths."""
+    probe = InstructionStream(seed)
     sample = [probe.next()[0] for _ in range(5000)]
     tok = SimilarityIndex("rouge").tokenizer
     lengths = sorted(len(tok.tokenize(s)) for s in sample)
     print(
-        f"stream: seed {args.seed}, {probe.near_duplicates:.0%} near-duplicates; tokens per "
+        f"stream: seed {seed}, {probe.near_duplicates:.0%} near-duplicates; tokens per "
         f"instruction: min {lengths[0]}, median {lengths[len(lengths) // 2]}, 90th pct "
         f"{lengths[int(0.9 * len(lengths))]}, max {lengths[-1]}; e.g. {sample[0]!r}"
     )
 
-    # (a) rouge-score and our index on a prefix: from the seeds, as a run starts, and empty.
+
+def compare_prefixes(args: argparse.Namespace) -> tuple[Prefix, Prefix, Tally]:
+    """(a) rouge-score and our index on a prefix: from the seeds, as a run starts, and empty."""
     prefix_stream = InstructionStream(args.seed)
     prefix = [prefix_stream.next()[0] for _ in range(args.prefix)]
     seeds = [task.instruction for task in load_seed_tasks(SEEDS)]
@@ -171,15 +192,63 @@ def main(argv: list[str] | None = None) -> int:
         f"\n(a) the first {len(prefix)} candidates; our index runs the whole prefix after every "
         f"tenth of rouge-score's run\n    and the median of those runs is compared:"
     )
+    t = args.threshold
     seeded = compare_prefix(prefix, seeds, t, f"from the {len(seeds)} seed tasks")
     empty = compare_prefix(prefix, [], t, "from an empty pool")
-    prefix_ratio, per_pair = seeded.ratio, seeded.per_pair
-    mismatches = seeded.mismatches + empty.mismatches
-    compared = 2 * len(prefix)
+    tally = Tally(seeded.per_pair, 2 * len(prefix), seeded.mismatches + empty.mismatches)
+    return seeded, empty, tally
 
-    # (b) pool sizes: build the pool in bulk (untimed), then time a window of candidates.
+
+def time_window(index: SimilarityIndex, window: list[tuple[str, bool]]) -> Window:
+    """Our index on a window of candidates, timed through first_above + add."""
+    seen: list[tuple[str, int, bool]] = []
+    rejected = [0, 0]
+    start = time.perf_counter()
+    for candidate, near in window:
+        before = len(index)
+        accept = index.first_above(candidate) is None
+        if accept:
+            index.add(candidate)
+        else:
+            rejected[near] += 1
+        seen.append((candidate, before, accept))
+    return Window((time.perf_counter() - start) / len(window), seen, rejected)
+
+
+def check_sample(
+    args: argparse.Namespace,
+    size: int,
+    index: SimilarityIndex,
+    scorer: Any,
+    seen: list[tuple[str, int, bool]],
+    tally: Tally,
+) -> tuple[float, str, str]:
+    """rouge-score's seconds per candidate on a sample of the window, decisions compared.
+
+    Where the sample is empty, the time is extrapolated from the last measured time per pair.
+    """
+    count = min(args.window, args.rouge_pairs // size)
+    if not count:
+        return tally.per_pair * len(index), "extrap./pair", "-"
+    step = args.window // count
+    chosen = [seen[k * step] for k in range(count)]
+    texts = index._texts  # append-only: its first `before` items are that pool
+    start = time.perf_counter()
+    same = sum(
+        rouge_score_accepts(scorer, texts[:before], cand, args.threshold) == accept
+        for cand, before, accept in chosen
+    )
+    rouge_per = (time.perf_counter() - start) / count
+    tally.per_pair = rouge_per / (sum(b for _, b, _ in chosen) / count)
+    tally.mismatches += count - same
+    tally.compared += count
+    return rouge_per, f"{count} sampled", f"{same}/{count}"
+
+
+def compare_pool_sizes(args: argparse.Namespace, tally: Tally) -> list[tuple[int, float, float]]:
+    """(b) pool sizes: build the pool in bulk (untimed), then time a window of candidates."""
     sizes = [s for s in (1_000, 10_000, 50_000, 200_000) if s <= args.pool]
-    index = SimilarityIndex("rouge", t)
+    index = SimilarityIndex("rouge", args.threshold)
     scorer = _scorer()
     rss_before = _rss_mb()
     stream = InstructionStream(args.seed + 1)
@@ -202,37 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         index.extend(fresh)
         build_time += time.perf_counter() - start
-        window = [stream.next() for _ in range(args.window)]
-        seen: list[tuple[str, int, bool]] = []  # candidate, pool size it saw, accepted
-        rejected = [0, 0]  # fresh, near-duplicates
-        start = time.perf_counter()
-        for candidate, near in window:
-            before = len(index)
-            accept = index.first_above(candidate) is None
-            if accept:
-                index.add(candidate)
-            else:
-                rejected[near] += 1
-            seen.append((candidate, before, accept))
-        per_candidate = (time.perf_counter() - start) / args.window
-        count = min(args.window, args.rouge_pairs // size)
-        if count:
-            step = args.window // count
-            chosen = [seen[k * step] for k in range(count)]
-            texts = index._texts  # append-only: its first `before` items are that pool
-            start = time.perf_counter()
-            same = sum(
-                rouge_score_accepts(scorer, texts[:before], cand, t) == accept
-                for cand, before, accept in chosen
-            )
-            rouge_per = (time.perf_counter() - start) / count
-            per_pair = rouge_per / (sum(b for _, b, _ in chosen) / count)
-            mismatches += count - same
-            compared += count
-            on, same_text = f"{count} sampled", f"{same}/{count}"
-        else:
-            rouge_per = per_pair * len(index)
-            on, same_text = "extrap./pair", "-"
+        timed = time_window(index, [stream.next() for _ in range(args.window)])
+        rouge_per, on, same_text = check_sample(args, size, index, scorer, timed.seen, tally)
+        per_candidate, rejected = timed.per_candidate, timed.rejected
         rows.append((size, per_candidate, rouge_per))
         print(
             f"    {size:>7} {per_candidate * 1e3:>13.3f} {1 / per_candidate:>7,.0f} "
@@ -250,8 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         f"({s.lcs_computed / max(s.queries, 1):.1f} per query)\n"
         f"    peak RSS: {_rss_mb():.0f} MB (before the index: {rss_before:.0f} MB)"
     )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wall = time.perf_counter()
+    describe_stream(args.seed)
+    seeded, empty, tally = compare_prefixes(args)
+    rows = compare_pool_sizes(args, tally)
     print(
-        f"\ntargets: speed-up {prefix_ratio:,.0f}x on the prefix from the seeds "
+        f"\ntargets: speed-up {seeded.ratio:,.0f}x on the prefix from the seeds "
         f"({empty.ratio:,.0f}x from an empty pool), "
         + ", ".join(f"{r / c:,.0f}x at {z // 1000}K" for z, c, r in rows)
         + " (>= 1000x); "
@@ -259,10 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         + " (<= 5 ms)"
     )
     print(
-        f"decisions compared: {compared}, different: {mismatches}; "
+        f"decisions compared: {tally.compared}, different: {tally.mismatches}; "
         f"wall time {time.perf_counter() - wall:.0f} s"
     )
-    return 0 if not mismatches else 1
+    return 0 if not tally.mismatches else 1
 
 
 if __name__ == "__main__":

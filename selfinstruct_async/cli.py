@@ -1,9 +1,18 @@
-"""The ``selfinstruct`` command line: run, status, plugins, dedup.
+"""The ``selfinstruct`` command line: run, status, plugins, stats, report, export, dedup.
 
-Exit codes: 0 done (target reached), 1 error with a one-line reason on stderr,
-2 bad usage, 3 stopped by the token or cost budget, 130 interrupted, 141 the reader of
-standard output went away (``selfinstruct stats RUN | head -1``), as for any command
-killed by SIGPIPE; ``run`` keeps its own exit code then, since its work is done.
+``run``, ``status`` and ``plugins`` live here; the output commands (``stats``, ``report``,
+``export``, ``dedup``) add their own sub-parsers from :mod:`selfinstruct_async.outputs`.
+
+Exit codes:
+
+- 0: done (target reached, or stopped by SIGTERM or Ctrl-C after draining);
+- 1: error, with a one-line reason on stderr;
+- 2: bad usage;
+- 3: stopped by the token or cost budget;
+- 141: the reader of standard output went away (``selfinstruct stats RUN | head -1``),
+  nothing printed, as for any command killed by SIGPIPE; ``run`` keeps its own exit code
+  then, since its work is done;
+- 130: interrupted (Ctrl-C in a command that has no graceful stop, e.g. ``stats``).
 """
 
 from __future__ import annotations
@@ -106,7 +115,7 @@ def monitor_address(value: str) -> tuple[str, int]:
 
 def _status(args: argparse.Namespace) -> int:
     from .checkpoint.store import Store
-    from .run.runner import describe_provenance
+    from .run.sessions import describe_provenance
 
     with Store(Path(args.run_dir), read_only=True) as store:
         report = {
@@ -173,7 +182,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(sub)
+    _add_status_parser(sub)
+    _add_plugins_parser(sub)
 
+    from .outputs import dedup, export, report, stats
+
+    for command in (stats, report, export, dedup):
+        command.add_parser(sub)
+    return parser
+
+
+def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="generate (or resume generating) a dataset")
     run.add_argument("--out", help="run directory (created, or resumed when it exists)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
@@ -211,21 +231,19 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+
+def _add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="progress of a run directory (safe while it runs)")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
 
+
+def _add_plugins_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plugins = sub.add_parser("plugins", help="list loaded plugins, hooks and filter order")
     plugins.add_argument("--config", type=Path)
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=_plugins)
-
-    from .outputs import dedup, export, report, stats
-
-    for command in (stats, report, export, dedup):
-        command.add_parser(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

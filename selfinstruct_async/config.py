@@ -12,6 +12,7 @@ settings), and so is a float that is not finite (``nan`` is not JSON; ``inf`` li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import tomllib
@@ -202,14 +203,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return None
         if _non_finite(value) and float in typing.get_args(tp):
             return _coerce(float, value, key)  # raises: say why, not just "expected float"
-        errors = []
         for arg in typing.get_args(tp):
             if arg is type(None):
                 continue
-            try:
+            # The first member that takes the value wins; if none does, the error names
+            # the whole union, not the last member tried.
+            with contextlib.suppress(ConfigError):
                 return _coerce(arg, value, key)
-            except ConfigError as e:
-                errors.append(e)
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value in typing.get_args(tp):

@@ -2,8 +2,15 @@
 
 SelfInstructError
 ├── ConfigError            bad TOML, flag or environment value (names the key)
+│   └── EmptyTokensError   the similarity tokenizer sees nothing in too many candidates
 ├── SeedFileError          malformed seed file (names file, line and field)
-├── CheckpointError        run directory unusable: locked, corrupt, other schema
+├── CheckpointError        run directory unusable: locked, corrupt, other schema,
+│                          ``tasks.jsonl`` missing or unreadable
+├── OutputError            an output command (stats, report, export, dedup) failed
+│   ├── StatsError         a run's statistics or a price table cannot be read
+│   ├── ReportError        a report cannot be drawn or written (no matplotlib, say)
+│   ├── ExportError        a run cannot be exported, or an option is out of range
+│   └── DedupInputError    dedup's input is not JSONL, Alpaca JSON or text (file, line)
 ├── PluginError            a plugin failed to load, is misspelt or misconfigured
 │   └── FilterError        a filter raised while checking a candidate
 └── LLMError               a request could not be completed
@@ -41,8 +48,43 @@ class SeedFileError(SelfInstructError):
         super().__init__(f"{where}: {what}{problem}")
 
 
+class EmptyTokensError(ConfigError, ValueError):
+    """Too many candidates tokenize to nothing: the similarity filter cannot see them.
+
+    A configuration error found in the data: the ``tokenizer`` setting (``--tokenizer``
+    for ``dedup``) does not fit the language; the message says which one to use. Raised
+    by :class:`~selfinstruct_async.similarity.empty_tokens.EmptyTokensMonitor`; also a
+    ``ValueError``, as it was before it joined this tree.
+    """
+
+
 class CheckpointError(SelfInstructError):
     """The run directory cannot be used as a checkpoint."""
+
+
+class OutputError(SelfInstructError):
+    """An output command cannot read its input or write its output; the message names it."""
+
+
+class StatsError(OutputError):
+    """A run directory or price table cannot be read."""
+
+
+class ReportError(OutputError):
+    """A report cannot be produced (missing matplotlib, unwritable destination)."""
+
+
+class ExportError(OutputError):
+    """A run directory cannot be exported, or an option is out of range."""
+
+
+class DedupInputError(OutputError):
+    """The input cannot be read as JSONL, Alpaca JSON or text; names file, line, field."""
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        self.path, self.line, self.problem = path, line, problem
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {problem}")
 
 
 class PluginError(SelfInstructError):

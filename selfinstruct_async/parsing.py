@@ -81,6 +81,15 @@ class _Item:
     parts: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Listing:
+    """An instruction answer split into its unnumbered opening and its list items."""
+
+    lead: list[str] = field(default_factory=list)
+    items: list[_Item] = field(default_factory=list)
+    ended_early: bool = False  # a closing remark ended the list before the text did
+
+
 def parse_instructions(
     text: str,
     first_number: int,
@@ -96,13 +105,18 @@ def parse_instructions(
     item is dropped unless another item followed it, since it may be cut off. Items equal to
     one of ``known`` (the demonstrations, which chat models sometimes repeat) are skipped.
     """
-    limit = max_number - first_number
-    if limit <= 0:
+    if max_number - first_number <= 0:
         return []
-    lead: list[str] = []
-    items: list[_Item] = []
+    listing = _read_listing(text)
+    _number_the_lead(listing, first_number)
+    return _new_instructions(listing, first_number, finish_reason, max_number, known)
+
+
+def _read_listing(text: str) -> _Listing:
+    """Split an answer into items: numbered lines, bullets and the lines continuing them."""
+    listing = _Listing()
+    lead, items = listing.lead, listing.items
     blank_before = False
-    ended_early = False
     for raw in _lines(text):
         line = raw.strip()
         if not line:
@@ -118,7 +132,7 @@ def parse_instructions(
         elif bullet and not (items and items[0].number is not None):
             items.append(_Item(None, [bullet.group(1)]))
         elif (items or lead) and _CLOSERS.match(_strip_outer_markup(line)):
-            ended_early = True
+            listing.ended_early = True
             break
         elif items:
             # Sub-bullets and wrapped lines belong to the item above; a paragraph after a
@@ -128,9 +142,16 @@ def parse_instructions(
         elif not blank_before or not lead:
             lead.append(line)
         blank_before = False
+    return listing
 
-    # A completion continues right after "N.", so its first item carries no number; a chat
-    # answer's unnumbered opening is a preamble instead.
+
+def _number_the_lead(listing: _Listing, first_number: int) -> None:
+    """Make the unnumbered opening item ``first_number`` when it continues the prompt.
+
+    A completion continues right after "N.", so its first item carries no number; a chat
+    answer's unnumbered opening is a preamble instead.
+    """
+    lead, items = listing.lead, listing.items
     lead_text = " ".join(lead)
     if lead and not _looks_like_preamble(lead_text):
         next_number = items[0].number if items else None
@@ -139,10 +160,21 @@ def parse_instructions(
         if next_number in (None, first_number + 1):
             items.insert(0, _Item(first_number, [lead_text]))
 
+
+def _new_instructions(
+    listing: _Listing,
+    first_number: int,
+    finish_reason: str | None,
+    max_number: int,
+    known: Sequence[str],
+) -> list[str]:
+    """The items' texts within the limits, minus repeated demonstrations and a cut-off tail."""
+    items = listing.items
+    limit = max_number - first_number
     renumbered = bool(items) and items[0].number is not None and items[0].number < first_number
     known_keys = {one_line(k).rstrip(":").casefold() for k in known}
     result: list[str] = []
-    followed = ended_early
+    followed = listing.ended_early
     tail_kept = False  # whether the last item read made it into the result
     expected = first_number
     for item in items:
@@ -289,6 +321,27 @@ class _Reader:
             self.label_used = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Markers:
+    """The line patterns of an instance answer, in the wording of the prompt's templates."""
+
+    label: re.Pattern[str]
+    output: re.Pattern[str]
+    input: re.Pattern[str]
+    task: re.Pattern[str]
+    example: re.Pattern[str]
+
+    @classmethod
+    def of(cls, templates: PromptTemplates) -> _Markers:
+        return cls(
+            label=_label_regex((templates.class_label, "class label", "label")),
+            output=_label_regex((templates.output_label, "output")),
+            input=_label_regex((templates.input_label, "input")),
+            task=_label_regex((templates.task_label, "task")),
+            example=_example_regex(templates.example_label),
+        )
+
+
 def parse_instances(
     text: str,
     is_classification: bool,
@@ -309,21 +362,32 @@ def parse_instances(
     if max_instances <= 0:
         return []
     lines = _lines(text)
-    label_re = _label_regex((templates.class_label, "class label", "label"))
-    output_re = _label_regex((templates.output_label, "output"))
-    input_re = _label_regex((templates.input_label, "input"))
-    task_re = _label_regex((templates.task_label, "task"))
-    example_re = _example_regex(templates.example_label)
-    has_labels = any(label_re.match(line.strip()) for line in lines)
-    has_outputs = any(output_re.match(line.strip()) for line in lines)
+    markers = _Markers.of(templates)
+    has_labels = any(markers.label.match(line.strip()) for line in lines)
+    has_outputs = any(markers.output.match(line.strip()) for line in lines)
     reader = _Reader(
         output_first=is_classification and (has_labels or not has_outputs),
         max_instances=max_instances,
     )
+    ended_early = _read_fields(lines, reader, markers)
+    complete = len(reader.instances)
+    reader.close_field()
+    if reader.output_first:
+        reader.close_label()
+    if (
+        finish_reason == "length"
+        and not ended_early
+        and not reader.overflow
+        and len(reader.instances) > complete
+    ):
+        reader.instances.pop()  # the text was cut off inside this one
+    return reader.instances
 
+
+def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
+    """Feed an answer's lines to ``reader``; True if something other than its end stopped it."""
     in_fence = False
     blank_before = False
-    ended_early = False
     for raw in lines:
         line = raw.rstrip()
         stripped = line.strip()
@@ -340,41 +404,26 @@ def parse_instances(
                 reader.current.lines.append("")
             continue
         if reader.overflow:
-            ended_early = True
-            break
-        if example_re.match(stripped):
+            return True
+        if markers.example.match(stripped):
             reader.start_example()
-        elif task_re.match(stripped):
+        elif markers.task.match(stripped):
             if reader.instances or reader.current is not None or reader.label:
-                ended_early = True  # the model went on to invent another task
-                break
-        elif reader.output_first and (match := label_re.match(stripped)):
+                return True  # the model went on to invent another task
+        elif reader.output_first and (match := markers.label.match(stripped)):
             reader.start("label", match.group(2))
-        elif match := input_re.match(stripped):
+        elif match := markers.input.match(stripped):
             reader.start("input", match.group(2))
-        elif not reader.output_first and (match := output_re.match(stripped)):
+        elif not reader.output_first and (match := markers.output.match(stripped)):
             reader.start("output", match.group(2))
         elif blank_before and _CLOSERS.match(_strip_outer_markup(stripped)):
-            ended_early = True
-            break
+            return True
         elif blank_before and _HEADING.match(stripped):
             reader.close_field()
         elif reader.current is not None:
             reader.current.lines.append(line)
         blank_before = False
-
-    complete = len(reader.instances)
-    reader.close_field()
-    if reader.output_first:
-        reader.close_label()
-    if (
-        finish_reason == "length"
-        and not ended_early
-        and not reader.overflow
-        and len(reader.instances) > complete
-    ):
-        reader.instances.pop()  # the text was cut off inside this one
-    return reader.instances
+    return False
 
 
 _INPUT_EMPTY = frozenset(

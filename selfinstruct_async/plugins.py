@@ -24,7 +24,6 @@ from .prompts import PromptTemplates
 from .records import RejectionRecord, Task
 
 ENTRY_POINT_GROUP = PROJECT_NAME
-DISABLE_ENV = "SELFINSTRUCT_PLUGINS_DISABLED"
 
 
 class SelfInstructPluginManager(pluggy.PluginManager):

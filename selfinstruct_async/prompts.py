@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .client.protocol import Api, CompletionRequest
+from .client.protocol import SAMPLING_PARAMETERS, Api, CompletionRequest
 from .records import Instance, SeedTask
 
 _WHITESPACE = re.compile(r"\s+")
@@ -43,22 +43,25 @@ class Prompt:
 
     def request(self, stage: str, sampling: Sampling) -> CompletionRequest:
         """This prompt as a request, with a stage's sampling parameters."""
-        return CompletionRequest(
+        request = CompletionRequest(
             stage=stage,
             prompt=self.text,
             system=self.system,
             stop=self.stop,
             chat_stop=self.chat_stop,
             max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature,
-            top_p=getattr(sampling, "top_p", 1.0),
-            presence_penalty=getattr(sampling, "presence_penalty", 0.0),
-            frequency_penalty=getattr(sampling, "frequency_penalty", 0.0),
         )
+        # Parameters the settings leave out keep the request's defaults.
+        given = {n: getattr(sampling, n) for n in SAMPLING_PARAMETERS if hasattr(sampling, n)}
+        return replace(request, **given)
 
 
 class Sampling(Protocol):
-    """A stage's sampling settings; top_p and the penalties are optional."""
+    """A stage's sampling settings; top_p and the penalties are optional.
+
+    Any attribute named in :data:`~selfinstruct_async.client.protocol.SAMPLING_PARAMETERS`
+    is copied into the request.
+    """
 
     @property
     def max_tokens(self) -> int: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Level = Literal["instruction", "instance", "task"]
@@ -79,4 +79,3 @@ class RejectionRecord:
     reason: str
     text: str
     task_id: str | None = None
-    extra: dict[str, object] = field(default_factory=dict, compare=False)

@@ -202,7 +202,7 @@ async def test_filter_settings_come_from_the_config_tables(pm: pluggy.PluginMana
     ],
 )
 def test_bad_filter_settings_name_the_key(
-    pm: pluggy.PluginManager, settings: dict, message: str
-) -> None:  # type: ignore[type-arg]
+    pm: pluggy.PluginManager, settings: dict[str, dict[str, object]], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Plugins(pm).build_filter_chain(settings)

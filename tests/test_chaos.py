@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from selfinstruct_async.simulator.chaos import chaos_run
 
 FAULTS = (
@@ -18,6 +20,7 @@ FAULTS = (
 )
 
 
+@pytest.mark.slow
 def test_three_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:
     report = chaos_run(
         tmp_path / "run",

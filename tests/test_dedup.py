@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
+from selfinstruct_async.errors import DedupInputError
 from selfinstruct_async.outputs.dedup import (
-    DedupInputError,
     add_parser,
     deduplicate_file,
     read_records,

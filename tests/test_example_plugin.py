@@ -1,42 +1,54 @@
-"""The example plugin package, pip-installed into this venv: discovered, validated and applied.
+"""The example plugin package, pip-installed where only this module's subprocesses see it.
 
 ``examples/selfinstruct-distinct-words`` is a separate distribution, so it is installed the
-way a user would install it (``pip install -e``, offline: no dependencies, no isolated build)
-and found only through its ``selfinstruct_async`` entry point. It is uninstalled when this
-module's tests are done, because other test modules assert the exact set of built-in
-filters.
+way a user would install it (a wheel built by pip, offline: no dependencies, no isolated
+build) and found only through its ``selfinstruct_async`` entry point. It goes into a
+``--target`` directory of its own that only the ``selfinstruct`` processes started here
+put on their ``PYTHONPATH``: the interpreter running the tests and the shared ``.venv``
+never see it, so no other test module (nor a concurrent run) depends on whether, or how
+far, this module has got.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
+import importlib.util
 import json
+import os
 import re
-import site
+import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import anyio
 import pytest
 
 from selfinstruct_async.checkpoint.store import Store
-from selfinstruct_async.cli import main
-from selfinstruct_async.config import load_config
-from selfinstruct_async.errors import ConfigError
-from selfinstruct_async.plugins import Plugins, make_plugin_manager
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
-from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.responder import respond
 from tests.fixtures.simulator import MakeSimulator
+
+# A wheel build and a dozen selfinstruct processes: about 15 s, left out by `make test-fast`.
+pytestmark = pytest.mark.slow
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "selfinstruct-distinct-words"
 DIST = "selfinstruct-distinct-words"
 PACKAGE = "selfinstruct_distinct_words"
 WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
+CLI = [sys.executable, "-m", "selfinstruct_async"]
+# Runs the command line in-process and then writes what the installed plugin object's
+# observer hooks counted to argv[1]: the counts live in that process only.
+RUN_AND_COUNT = """
+import json, sys
+from selfinstruct_async.cli import main
+code = main(sys.argv[2:])
+import selfinstruct_distinct_words as example
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({"accepted": example.plugin.accepted, "rejected": example.plugin.rejected}, out)
+sys.exit(code)
+"""
 
 
 def _pip(*args: str) -> None:
@@ -49,88 +61,102 @@ def _pip(*args: str) -> None:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}{hint}")
 
 
-def _installed() -> bool:
-    try:
-        importlib.metadata.distribution(DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-def _site_dirs() -> list[Path]:
-    paths = sysconfig.get_paths()
-    return sorted({Path(paths["purelib"]), Path(paths["platlib"])})
-
-
 @pytest.fixture(scope="module")
-def example_plugin() -> Iterator[ModuleType]:
-    """The example distribution, installed into the running interpreter's environment.
-
-    Module-scoped rather than session-scoped so that no other test module runs while the
-    plugin is installed. An installation found already in place is left as it was found.
-    """
-    if _installed():
-        yield importlib.import_module(PACKAGE)
-        return
-    before = {pth for d in _site_dirs() for pth in d.glob("*.pth")}
-    saved = (list(sys.path), list(sys.meta_path), list(sys.path_hooks))
-    try:
-        _pip("install", "--no-deps", "--no-build-isolation", "-e", str(EXAMPLE))
-        # An editable install works through a .pth file, which Python only reads at start-up.
-        for pth in sorted({p for d in _site_dirs() for p in d.glob("*.pth")} - before):
-            site.addpackage(str(pth.parent), pth.name, None)
-        importlib.invalidate_caches()
-        yield importlib.import_module(PACKAGE)
-    finally:
-        try:
-            _pip("uninstall", "--yes", DIST)
-        finally:
-            sys.path[:], sys.meta_path[:], sys.path_hooks[:] = saved
-            finder = f"__editable___{PACKAGE}_"  # the module the editable .pth imports
-            for name in [m for m in sys.modules if m.split(".")[0] == PACKAGE or finder in m]:
-                del sys.modules[name]
-            importlib.invalidate_caches()
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory the example distribution is installed into, for PYTHONPATH only."""
+    work = tmp_path_factory.mktemp("example-plugin")
+    # pip builds in the source tree (build/, *.egg-info): build a copy, not the checkout.
+    source = shutil.copytree(
+        EXAMPLE, work / "source", ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
+    target = work / "site"
+    _pip("install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(source))  # fmt: skip
+    return target
 
 
-@pytest.fixture(autouse=True)
-def _no_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def environ(installed: Path | None) -> dict[str, str]:
+    """This environment, without the developer's settings, plus the plugin's directory."""
     # The developer's shell must not decide which plugins these tests see.
-    monkeypatch.delenv("SELFINSTRUCT_PLUGINS_DISABLED", raising=False)
-    monkeypatch.delenv("SELFINSTRUCT_CONFIG", raising=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SELFINSTRUCT_")}
+    env.pop("PYTHONPATH", None)
+    if installed is not None:
+        env["PYTHONPATH"] = str(installed)
+    return env
+
+
+def selfinstruct(
+    installed: Path | None, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = environ(installed) | (extra_env or {})
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def listed_plugins(installed: Path | None, *args: str) -> dict[str, dict[str, object]]:
+    done = selfinstruct(installed, "plugins", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return {p["name"]: p for p in json.loads(done.stdout)}
 
 
 def distinct(text: str) -> int:
     return len({w.casefold() for w in WORD.findall(text)})
 
 
-def test_entry_point_makes_it_a_loaded_plugin(example_plugin: ModuleType) -> None:
-    infos = {info.name: info for info in Plugins(make_plugin_manager()).describe()}
-    info = infos["distinct_words"]
-    assert info.version == f"{DIST} 0.1.0"
-    assert info.hooks == (
+def test_the_install_reaches_neither_this_interpreter_nor_its_environment(
+    installed: Path,
+) -> None:
+    assert (installed / PACKAGE / "__init__.py").is_file()
+    entry_points = next(installed.glob("*.dist-info")) / "entry_points.txt"
+    assert "distinct_words = selfinstruct_distinct_words:plugin" in entry_points.read_text()
+
+    assert importlib.util.find_spec(PACKAGE) is None
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution(DIST)
+    for site_dir in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        assert not list(Path(site_dir).glob(f"*{PACKAGE}*")), site_dir
+    # A selfinstruct without the directory on its path does not find the plugin either.
+    assert "distinct_words" not in listed_plugins(None)
+
+
+def test_entry_point_makes_it_a_loaded_plugin(installed: Path) -> None:
+    plugins = listed_plugins(installed)
+    info = plugins["distinct_words"]
+    assert info["version"] == f"{DIST} 0.1.0"
+    assert info["hooks"] == [
         "candidate_rejected", "register_instance_filters", "register_instruction_filters",
         "task_accepted",
-    )  # fmt: skip
-    assert info.filters == ("distinct_words", "echoed_instruction")
-    assert {"length", "keywords", "instances"} <= set(infos)  # the built-ins are still there
-
-    chain = Plugins(make_plugin_manager()).build_filter_chain({})
-    order = [f.name for f in chain.instruction_filters]
-    assert order.index("word_count") < order.index("distinct_words") < order.index("blacklist")
-    assert "echoed_instruction" in [f.name for f in chain.instance_filters]
+    ]  # fmt: skip
+    assert info["filters"] == ["distinct_words", "echoed_instruction"]
+    assert {"length", "keywords", "instances"} <= set(plugins)  # the built-ins are still there
 
 
+@pytest.mark.parametrize("disabled_by", ["config", "environment"])
 def test_it_can_be_disabled_from_the_config_or_the_environment(
-    example_plugin: ModuleType, tmp_path: Path
+    installed: Path, tmp_path: Path, disabled_by: str
 ) -> None:
     toml = tmp_path / "run.toml"
-    toml.write_text('[plugins]\ndisabled = ["distinct_words"]\n', encoding="utf-8")
-    environ = {"SELFINSTRUCT_PLUGINS_DISABLED": "keywords,distinct_words"}
-    for config in (load_config(toml), load_config(environ=environ)):
-        pm = make_plugin_manager(config.plugins.disabled)
-        assert "distinct_words" not in {info.name for info in Plugins(pm).describe()}
-        with pytest.raises(ConfigError, match=r"filters\.distinct_words: no such filter"):
-            Plugins(pm).build_filter_chain({"distinct_words": {"min_distinct": 5}})
+    settings = tmp_path / "settings.toml"
+    extra_env = {}
+    if disabled_by == "config":
+        toml.write_text('[plugins]\ndisabled = ["distinct_words"]\n', encoding="utf-8")
+    else:
+        toml.write_text("", encoding="utf-8")
+        extra_env = {"SELFINSTRUCT_PLUGINS_DISABLED": "keywords,distinct_words"}
+    settings.write_text(
+        toml.read_text(encoding="utf-8") + "[filters.distinct_words]\nmin_distinct = 5\n",
+        encoding="utf-8",
+    )
+
+    listed = selfinstruct(installed, "plugins", "--json", "--config", str(toml),
+                          extra_env=extra_env)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "distinct_words" not in {p["name"] for p in json.loads(listed.stdout)}
+    configured = selfinstruct(installed, "plugins", "--config", str(settings),
+                              extra_env=extra_env)  # fmt: skip
+    assert configured.returncode == 1
+    assert "filters.distinct_words: no such filter" in configured.stderr
 
 
 @pytest.mark.parametrize(
@@ -143,28 +169,32 @@ def test_it_can_be_disabled_from_the_config_or_the_environment(
     ],
 )
 def test_its_settings_are_validated_by_the_framework(
-    example_plugin: ModuleType, table: dict[str, object], message: str
+    installed: Path, tmp_path: Path, table: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        Plugins(make_plugin_manager()).build_filter_chain({"distinct_words": table})
+    toml = tmp_path / "run.toml"
+    lines = [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    toml.write_text("[filters.distinct_words]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    done = selfinstruct(installed, "plugins", "--config", str(toml))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert message in done.stderr
 
 
 def test_bad_settings_in_the_config_file_fail_the_plugins_command(
-    example_plugin: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    installed: Path, tmp_path: Path
 ) -> None:
     toml = tmp_path / "run.toml"
     toml.write_text("[filters.distinct_words]\nmin_words = 5\n", encoding="utf-8")
-    assert main(["plugins", "--config", str(toml)]) == 1
-    error = capsys.readouterr().err
-    assert "filters.distinct_words.min_words: unknown key" in error
-    assert "known keys: ignore_case, min_distinct" in error
+    done = selfinstruct(installed, "plugins", "--config", str(toml))
+    assert done.returncode == 1
+    assert "filters.distinct_words.min_words: unknown key" in done.stderr
+    assert "known keys: ignore_case, min_distinct" in done.stderr
 
 
-def test_the_plugins_command_lists_it_with_its_filters_in_order(
-    example_plugin: ModuleType, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["plugins"]) == 0
-    out = capsys.readouterr().out
+def test_the_plugins_command_lists_it_with_its_filters_in_order(installed: Path) -> None:
+    done = selfinstruct(installed, "plugins")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert f"distinct_words {DIST} 0.1.0\n" in out
     assert "  filters: distinct_words, echoed_instruction\n" in out
     instruction_part, instance_part = out.split("instruction filters, in order:\n")[1].split(
@@ -176,11 +206,8 @@ def test_the_plugins_command_lists_it_with_its_filters_in_order(
     assert "  35 echoed_instruction" in instance_part
 
 
-def test_the_plugins_command_lists_it_as_json(
-    example_plugin: ModuleType, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["plugins", "--json"]) == 0
-    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+def test_the_plugins_command_lists_it_as_json(installed: Path) -> None:
+    listed = listed_plugins(installed)
     assert listed["distinct_words"]["version"] == f"{DIST} 0.1.0"
     assert listed["distinct_words"]["filters"] == ["distinct_words", "echoed_instruction"]
 
@@ -200,25 +227,26 @@ def echoing_respond(
 
 @pytest.mark.anyio
 async def test_a_full_run_applies_both_filters_and_calls_its_observers(
-    example_plugin: ModuleType, make_simulator: MakeSimulator, tmp_path: Path
+    installed: Path, make_simulator: MakeSimulator, tmp_path: Path
 ) -> None:
     handle = await make_simulator(responder=echoing_respond)
     run_dir = tmp_path / "run"
-    config = load_config(
-        overrides={
-            "run": {"out": str(run_dir), "target": 8},
-            "endpoint": {"base_url": handle.base_url, "model": "sim"},
-            # The simulator's instructions have 5 to 25 distinct words: 12 rejects about a
-            # third of them, where the default (4) rejects none.
-            "filters": {"distinct_words": {"min_distinct": 12}},
-        }
+    toml = tmp_path / "run.toml"
+    # The simulator's instructions have 5 to 25 distinct words: 12 rejects about a third of
+    # them, where the default (4) rejects none.
+    toml.write_text("[filters.distinct_words]\nmin_distinct = 12\n", encoding="utf-8")
+    counts = tmp_path / "counts.json"
+    args = ["run", "--config", str(toml), "--out", str(run_dir), "--target", "8",
+            "--base-url", handle.base_url, "--model", "sim", "--no-progress"]  # fmt: skip
+
+    # Not subprocess.run: the simulator answers from this process's event loop.
+    done = await anyio.run_process(
+        [sys.executable, "-c", RUN_AND_COUNT, str(counts), *args],
+        env=environ(installed),
+        check=False,
     )
-    observer = example_plugin.plugin
-    accepted_before, rejected_before = observer.accepted, dict(observer.rejected)
 
-    summary = await run(config)
-
-    assert summary.reached_target
+    assert done.returncode == 0, done.stderr.decode()
     with Store(run_dir, read_only=True) as store:
         rejections = store.rejection_summary()
         tasks = store.accepted_tasks()
@@ -234,8 +262,8 @@ async def test_a_full_run_applies_both_filters_and_calls_its_observers(
             assert task.instruction.casefold().rstrip(".") not in instance.output.casefold()
 
     # The installed plugin object saw the same run through its observer hooks.
-    assert observer.accepted - accepted_before == len(tasks)
+    observed = json.loads(counts.read_text(encoding="utf-8"))
+    assert observed["accepted"] == len(tasks)
     for name in ("distinct_words", "echoed_instruction"):
         level = "instruction" if name == "distinct_words" else "instance"
-        seen = observer.rejected[name] - rejected_before.get(name, 0)
-        assert seen == rejections[f"{level}/{name}"]["count"]
+        assert observed["rejected"].get(name, 0) == rejections[f"{level}/{name}"]["count"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.errors import CheckpointError, ExportError
 from selfinstruct_async.outputs import export
 from selfinstruct_async.outputs.export import ExportOptions, export_run
 from selfinstruct_async.records import Instance, Task
@@ -276,11 +277,11 @@ def test_outputs_are_replaced_atomically_with_ordinary_permissions(run_dir: Path
 
 def test_missing_tasks_jsonl_and_bad_options_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    with pytest.raises(export.ExportError, match=r"no tasks\.jsonl here"):
+    with pytest.raises(CheckpointError, match=r"no tasks\.jsonl here"):
         export_run(tmp_path / "run", tmp_path / "a.json", ExportOptions("alpaca"))
-    with pytest.raises(export.ExportError, match="no such run directory"):
+    with pytest.raises(CheckpointError, match="no such run directory"):
         export_run(tmp_path / "nope", tmp_path / "a.json", ExportOptions("alpaca"))
-    with pytest.raises(export.ExportError, match="--split: must be between 0 and 1"):
+    with pytest.raises(ExportError, match="--split: must be between 0 and 1"):
         export_run(tmp_path / "run", tmp_path / "a.json", ExportOptions("alpaca", split=1.5))
 
 

@@ -19,11 +19,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import Config, load_config
-from selfinstruct_async.errors import LLMError, SelfInstructError
+from selfinstruct_async.errors import (
+    BudgetExhausted,
+    LLMError,
+    PermanentHTTPError,
+    RetriesExhausted,
+    SelfInstructError,
+)
 from selfinstruct_async.parsing import parse_classification
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES as T
+from selfinstruct_async.run.failures import PER_REQUEST_STATUSES, FailurePolicy
 from selfinstruct_async.run.pool import Pool
 from selfinstruct_async.run.runner import RunSummary, run
 from selfinstruct_async.simulator.responder import respond
@@ -152,7 +160,7 @@ async def test_a_5xx_storm_with_one_attempt_decides_nothing_and_still_reaches_th
         counters = store.counters()
     config = one_attempt_config(handle.base_url, out, target=20)
     in_flight = config.classification.workers  # requests abandoned once the target is met
-    failed = {s: counters.get(f"failed.{s}", 0) for s in (CLASSIFY, INSTANCES, GENERATE)}
+    failed = {s: counters.get(names.failed(s), 0) for s in (CLASSIFY, INSTANCES, GENERATE)}
     # Every 5xx the server sent is one failed request (one attempt each), bar those whose
     # answer was still on its way when the run stopped.
     server_errors = sum(n for status, n in handle.stats.by_status.items() if status >= 500)
@@ -160,17 +168,18 @@ async def test_a_5xx_storm_with_one_attempt_decides_nothing_and_still_reaches_th
     assert failed[CLASSIFY] > 0 and failed[INSTANCES] > 0
     # A failed request left its task pending for another try instead of deciding it.
     for stage in (CLASSIFY, INSTANCES):
-        assert counters.get(f"deferred.{stage}", 0) == failed[stage]
+        assert counters.get(names.deferred(stage), 0) == failed[stage]
     # Labels only come from answers: yes + no + unreadable <= classification answers.
-    answered = counters[f"requests.{CLASSIFY}"] - failed[CLASSIFY]
-    labels = counters.get("classification.yes", 0) + counters.get("classification.no", 0)
-    decided = labels + counters.get("classification.unparseable", 0)
+    answered = counters[names.requests(CLASSIFY)] - failed[CLASSIFY]
+    labels = counters.get(names.classification(True), 0)
+    labels += counters.get(names.classification(False), 0)
+    decided = labels + counters.get(names.classification(None), 0)
     assert answered - in_flight <= decided <= answered
     # "No instance could be parsed" only ever follows an answer that had none in it.
     unparsed = [
         r for r in task_rejections(out) if r["reason"].startswith("no instance could be parsed")
     ]
-    assert len(unparsed) <= counters.get(f"useless.{INSTANCES}", 0)
+    assert len(unparsed) <= counters.get(names.useless(INSTANCES), 0)
 
 
 async def test_each_label_comes_from_an_answer_when_every_first_attempt_fails(
@@ -199,8 +208,9 @@ async def test_each_label_comes_from_an_answer_when_every_first_attempt_fails(
         counters = store.counters()
     for stage in (CLASSIFY, INSTANCES):
         failures = len(provider.failed(stage))  # bar a few in flight when the run stopped
-        assert counters[f"failed.{stage}"] == counters[f"deferred.{stage}"] > 0
-        assert counters[f"failed.{stage}"] <= failures <= counters[f"failed.{stage}"] + 8
+        failed = counters[names.failed(stage)]
+        assert failed == counters[names.deferred(stage)] > 0
+        assert failed <= failures <= failed + 8
 
 
 async def test_a_run_stopped_by_an_outage_keeps_its_tasks_pending_and_a_resume_finishes_them(
@@ -226,8 +236,9 @@ async def test_a_run_stopped_by_an_outage_keeps_its_tasks_pending_and_a_resume_f
         assert task_rejections(out) == []
         with Store(out, read_only=True) as store:
             counters = store.counters()
-        assert "classification.no" not in counters and "classification.yes" not in counters
-        assert counters[f"deferred.{CLASSIFY}"] >= len(stopped), counters
+        assert names.classification(False) not in counters
+        assert names.classification(True) not in counters
+        assert counters[names.deferred(CLASSIFY)] >= len(stopped), counters
 
         outage = False
         before = len(provider.exchanges)
@@ -278,6 +289,24 @@ def test_generators_pause_while_too_many_tasks_wait_for_another_try() -> None:
     assert not pool.wants_more()
     pool.undefer()
     assert pool.wants_more()
+
+
+def test_failure_policy_survives_refused_prompts_and_ends_the_run_after_the_limit_in_a_row() -> (
+    None
+):
+    policy = FailurePolicy(limit=3)
+    for status in PER_REQUEST_STATUSES:
+        assert policy.survivable(PermanentHTTPError(status, "prompt too long"))
+    assert not policy.survivable(PermanentHTTPError(401, "bad key"))
+    assert not policy.survivable(BudgetExhausted("budget spent"))
+    transient = policy.failed(CLASSIFY, RetriesExhausted("5 attempts"))
+    refused = policy.failed(INSTANCES, PermanentHTTPError(413, "too long"))
+    assert (transient.permanent, refused.permanent) == (False, True)
+    policy.succeeded()  # an answer in between: the count starts again
+    policy.failed(CLASSIFY, RetriesExhausted("5 attempts"))
+    policy.failed(CLASSIFY, RetriesExhausted("5 attempts"))
+    with pytest.raises(LLMError, match=r"^3 requests failed in a row; last: HTTP 422"):
+        policy.failed(CLASSIFY, PermanentHTTPError(422, "invalid"))
 
 
 def find_error(raised: BaseException) -> SelfInstructError | None:

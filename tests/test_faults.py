@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store
+from selfinstruct_async.checkpoint.schema import SCHEMA_VERSION
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, Task
 from selfinstruct_async.simulator.process import simulator_process
@@ -534,3 +535,46 @@ def test_a_lost_last_line_is_rewritten_even_when_tasks_finished_out_of_order(
     with Store(tmp_path) as store:
         assert [t.id for t in store.accepted_tasks()] == ["t0", "t2", "t1"]
     assert jsonl_ids(tmp_path) == ["t0", "t2", "t1"]
+
+
+# --------------------------------------------------------------- the exception tree
+
+
+def _error_classes(path: Path, known: set[str]) -> list[str]:
+    """Classes in ``path`` deriving (directly) from one of the ``known`` error classes."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef):
+            bases = {
+                b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+            }
+            if bases & known:
+                found.append(node.name)
+    return found
+
+
+def test_every_error_the_package_raises_on_purpose_is_in_the_tree_in_errors_py() -> None:
+    from selfinstruct_async import errors
+
+    tree = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.SelfInstructError)
+    }
+    assert {"OutputError", "ExportError", "StatsError", "ReportError"} <= tree
+    assert {"DedupInputError", "EmptyTokensError"} <= tree
+    drawn = errors.__doc__ or ""
+    assert drawn.startswith("Every exception") and "\nSelfInstructError\n" in drawn
+    assert [
+        name for name in sorted(tree - {"SelfInstructError"}) if f"── {name} " not in drawn
+    ] == []
+    sources = [*(ROOT / "selfinstruct_async").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+    elsewhere = {
+        str(path.relative_to(ROOT)): names
+        for path in sources
+        if path.name != "errors.py" or path.parent.name != "selfinstruct_async"
+        if (names := _error_classes(path, tree))
+    }
+    assert elsewhere == {}

@@ -101,6 +101,7 @@ def test_a_url_with_credentials_in_an_error_line_is_redacted(tmp_path: Path) -> 
 # ------------------------------------------------------------ readers that go away
 
 
+@pytest.mark.slow
 def test_a_run_reaches_its_target_when_the_reader_of_its_log_goes_away(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # Every request takes 2 s, and a task needs three in a row (instruction, class,

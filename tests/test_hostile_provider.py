@@ -16,7 +16,6 @@ import anyio
 import pytest
 
 from selfinstruct_async.client.http import LONG_WAIT, build_http_client
-from selfinstruct_async.client.pacing import ManualClock
 from selfinstruct_async.client.protocol import CompletionRequest
 from selfinstruct_async.client.retry import Failure, FailureKind, RetryPolicy
 from selfinstruct_async.client.transport import (
@@ -35,6 +34,7 @@ from selfinstruct_async.errors import (
     RetriesExhausted,
     TransportConnectionError,
 )
+from selfinstruct_async.testing import ManualClock
 from tests.fixtures.clock import on_virtual_time
 from tests.fixtures.simulator import MakeSimulator
 from tests.test_http_client import answer, error, make_client, scripted, transport
@@ -328,7 +328,7 @@ async def test_a_transport_error_quoting_the_url_or_its_password_is_scrubbed() -
         await on_virtual_time(clock, lambda: client.complete(REQUEST))
     message = str(caught.value)
     assert "hunter2" not in message
-    assert "InvalidURL: http://ep.test/v1/completions (auth [redacted])" in message
+    assert "InvalidURL: http://[redacted]@ep.test/v1/completions (auth [redacted])" in message
 
 
 def test_a_refused_base_url_is_quoted_without_its_credentials() -> None:

@@ -11,14 +11,10 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from selfinstruct_async.client.http import (
-    Endpoint,
-    HTTPClient,
-    build_http_client,
-    parse_completion,
-    pool_size,
-)
-from selfinstruct_async.client.pacing import ManualClock, Pacer
+from selfinstruct_async.client.endpoint import Endpoint, pool_size
+from selfinstruct_async.client.http import HTTPClient, build_http_client
+from selfinstruct_async.client.openai_format import parse_completion
+from selfinstruct_async.client.pacing import Pacer
 from selfinstruct_async.client.protocol import Completion, CompletionRequest
 from selfinstruct_async.client.retry import Failure, FailureKind, RetryPolicy
 from selfinstruct_async.client.tokens import prompt_tokens
@@ -40,6 +36,8 @@ from selfinstruct_async.errors import (
     TransportConnectionError,
     TransportTimeout,
 )
+from selfinstruct_async.observe.logs import Redactor
+from selfinstruct_async.testing import ManualClock
 from tests.fixtures.clock import on_virtual_time
 
 T = TypeVar("T")
@@ -331,6 +329,27 @@ async def test_api_key_is_sent_as_bearer_but_never_appears_in_errors_or_logs(
     with pytest.raises(RetriesExhausted) as caught_exhausted:
         await exhausted.complete(REQUEST)
     assert SECRET not in str(caught_exhausted.value)
+
+
+@pytest.mark.anyio
+async def test_errors_are_scrubbed_by_the_same_rules_as_log_lines() -> None:
+    clock = ManualClock()
+    other_key, token = "sk-proj-OtherProvider0123", "eyJhbGciOi.payload.sig"
+    leaked = (
+        f"key {other_key} refused for {SECRET}; Authorization: Bearer {token}; "
+        "retry at http://admin:pw@internal.test/v1 (ops@corp.example)"
+    )
+    refusal = error(400, detail=leaked)
+    client = make_client(clock, lambda r: refusal, api_key=SECRET)
+    with pytest.raises(PermanentHTTPError) as caught:
+        await client.complete(REQUEST)
+    body = caught.value.body
+    for secret in (other_key, SECRET, token, "admin", ":pw@"):
+        assert secret not in body
+    assert "http://[redacted]@internal.test/v1 (ops@corp.example)" in body
+    # What the log would show of the same text, its key taken from the environment.
+    log_rules = Redactor.from_env(["PROVIDER_KEY"], {"PROVIDER_KEY": SECRET})
+    assert body == log_rules(refusal.body.decode())
 
 
 # -- limits and budgets -----------------------------------------------------------------

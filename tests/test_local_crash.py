@@ -34,6 +34,7 @@ def selfinstruct(*args: str, timeout: float = 240) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_a_corrupt_gguf_fails_with_one_line_naming_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + os.urandom(4096))
@@ -48,6 +49,7 @@ def test_a_corrupt_gguf_fails_with_one_line_naming_the_file(tmp_path: Path) -> N
     assert selfinstruct("status", str(run_dir)).returncode == 0  # the run directory is intact
 
 
+@pytest.mark.slow
 def test_sigill_in_the_model_worker_is_a_one_line_error_and_the_run_resumes(
     tmp_path: Path,
 ) -> None:

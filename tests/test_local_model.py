@@ -29,7 +29,7 @@ from selfinstruct_async.run.runner import run
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'local' extra)")
 
 # A real model on 2 cores: minutes, not seconds, when the machine is busy.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 SMALL = {
     "generation": {"max_tokens": 120, "workers": 1},

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from selfinstruct_async.observe.logs import LOGGER, REDACTED, configure_logging, redact
+from selfinstruct_async.observe.logs import (
+    LOGGER,
+    REDACTED,
+    Redactor,
+    configure_logging,
+    redact,
+    url_secrets,
+)
 
 SECRET = "key-0123456789abcdef-not-a-real-one"
 SK_KEY = "sk-proj-AbCdEf0123456789XyZ"
@@ -102,6 +109,21 @@ def test_user_and_password_in_any_url_never_reach_the_log(
     assert "user:pw" not in text and "tok3n" not in text
     assert text.count(f"http://{REDACTED}@127.0.0.1:9/v1") >= 3  # message, extra, traceback
     assert f"https://{REDACTED}@h.example/v1" in text
+
+
+def test_a_password_holding_an_at_sign_is_redacted_whole() -> None:
+    text = "refused by http://reader:p@ss@host.test/v1 and https://tok@h2.test (a@b.example)"
+    assert Redactor()(text) == (
+        f"refused by http://{REDACTED}@host.test/v1 and https://{REDACTED}@h2.test (a@b.example)"
+    )
+
+
+def test_credentials_from_a_url_are_redacted_in_any_form_they_are_quoted() -> None:
+    secrets = url_secrets("http://reader:hunter2%40home@ep.test/v1")
+    redactor = Redactor(secrets)
+    text = "auth hunter2@home (sent as hunter2%40home) for reader:hunter2@home"
+    assert redactor(text) == f"auth {REDACTED} (sent as {REDACTED}) for {REDACTED}"
+    assert url_secrets("http://ep.test/v1") == [] and url_secrets("not a url") == []
 
 
 def test_redact_scrubs_text_printed_outside_logging_with_the_configured_secrets(

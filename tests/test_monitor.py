@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.observe.monitor import RateHistory, Sample, serve_monitor, summarize
 
@@ -37,22 +38,22 @@ def snapshot(**changes: Any) -> dict[str, Any]:
         "stopping": False,
         "queues": {"candidates": 3, "pending": 1, "labelled": 0, "generated": 4},
         "counters": {
-            "requests.generate_instructions": 20,
-            "requests.identify_classification": 50,
-            "requests.generate_instances": 45,
-            "failed.generate_instances": 1,
-            "instructions.generated": 200,
-            "instructions.accepted": 60,
-            "rejected.instruction.rouge_similarity": 90,
-            "rejected.instruction.blacklist": 30,
-            "rejected.instruction.word_count": 20,
-            "classification.yes": 20,
-            "classification.no": 38,
-            "instances.generated": 170,
-            "instances.accepted": 150,
-            "rejected.instance.empty_output": 20,
-            "tasks.accepted": 40,
-            "rejected.task.no_valid_instances": 4,
+            names.requests(names.GENERATE_INSTRUCTIONS): 20,
+            names.requests(names.IDENTIFY_CLASSIFICATION): 50,
+            names.requests(names.GENERATE_INSTANCES): 45,
+            names.failed(names.GENERATE_INSTANCES): 1,
+            names.INSTRUCTIONS_GENERATED: 200,
+            names.INSTRUCTIONS_ACCEPTED: 60,
+            names.rejected("instruction", "rouge_similarity"): 90,
+            names.rejected("instruction", "blacklist"): 30,
+            names.rejected("instruction", "word_count"): 20,
+            names.classification(True): 20,
+            names.classification(False): 38,
+            names.INSTANCES_GENERATED: 170,
+            names.INSTANCES_ACCEPTED: 150,
+            names.rejected("instance", "empty_output"): 20,
+            names.TASKS_ACCEPTED: 40,
+            names.rejected("task", "no_valid_instances"): 4,
         },
         "usage": {
             "version": 1,
@@ -211,7 +212,7 @@ async def test_metrics_are_prometheus_text_with_the_snapshot_values() -> None:
     key = ("selfinstruct_rejections_total", (("filter", "blacklist"), ("level", "instruction")))
     assert values[key] == 30
     assert values[("selfinstruct_acceptance_ratio", (("level", "task"),))] == pytest.approx(40 / 44)
-    assert values[("selfinstruct_events_total", (("name", "instructions.generated"),))] == 200
+    assert values[("selfinstruct_events_total", (("name", names.INSTRUCTIONS_GENERATED),))] == 200
     stage = (("stage", "generate_instructions"),)
     assert values[("selfinstruct_prompt_tokens_total", stage)] == 6000
     assert values[("selfinstruct_completion_tokens_total", stage)] == 7000

@@ -7,8 +7,9 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from selfinstruct_async.client.pacing import ManualClock, Pacer, TokenBucket
+from selfinstruct_async.client.pacing import Pacer, TokenBucket
 from selfinstruct_async.errors import RequestTooLarge
+from selfinstruct_async.testing import ManualClock
 from tests.fixtures.clock import on_virtual_time
 
 T = TypeVar("T")

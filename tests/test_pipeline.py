@@ -14,6 +14,7 @@ import anyio
 import pytest
 from rouge_score import rouge_scorer
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.client.protocol import Completion, CompletionRequest, LLMClient
 from selfinstruct_async.config import Config, load_config
@@ -114,8 +115,8 @@ async def test_run_reaches_the_target_with_well_formed_tasks(
     assert not any(len(text.split()) <= 3 for text in pooled)
     assert any(name.startswith("instruction/") for name in rejections)
     assert any(name.startswith("instance/") for name in rejections)
-    assert counters["tasks.accepted"] == 12
-    assert counters["requests.identify_classification"] >= 12
+    assert counters[names.TASKS_ACCEPTED] == 12
+    assert counters[names.requests(names.IDENTIFY_CLASSIFICATION)] >= 12
 
 
 async def test_accepted_instructions_are_pairwise_below_the_similarity_threshold(

@@ -46,6 +46,7 @@ def disassemble(path: Path) -> str:
     ).stdout  # fmt: skip
 
 
+@pytest.mark.slow
 @needs_llama
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not found")
@@ -68,6 +69,7 @@ def test_the_amx_pattern_recognises_amx_disassembly() -> None:
     assert AVX512.findall("vmovups %zmm0,(%rdi)") == ["%zmm0"]
 
 
+@pytest.mark.slow
 @needs_llama
 @pytest.mark.anyio
 async def test_a_prompt_of_several_hundred_tokens_completes() -> None:

@@ -13,6 +13,7 @@ import anyio
 import pytest
 from rich.console import Console
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.observe.monitor import Sample, summarize
 from selfinstruct_async.observe.progress import format_duration, plain_line, show_progress
 from tests.test_monitor import STARTED, snapshot
@@ -57,7 +58,7 @@ class Terminal(io.StringIO):
 async def test_plain_mode_writes_one_line_per_refresh_with_the_numbers() -> None:
     first = snapshot()
     second = snapshot(accepted=55, in_flight=3)
-    second["counters"]["rejected.instruction.blacklist"] = 45
+    second["counters"][names.rejected("instruction", "blacklist")] = 45
     out = NotATerminal()
     assert await display([first, second], stream=out) == 2
     lines = out.getvalue().splitlines()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from selfinstruct_async.client.protocol import SAMPLING_PARAMETERS, CompletionRequest
+from selfinstruct_async.config import ClassificationConfig, GenerationConfig
 from selfinstruct_async.prompts import (
     DEFAULT_TEMPLATES,
     build_classification_prompt,
@@ -180,3 +182,33 @@ def test_instance_demonstrations_return_all_when_there_are_few() -> None:
     seeds = make_seeds(classification=2)
     picked = select_instance_demonstrations(seeds, True, random.Random(0), k=4)
     assert sorted(s.id for s in picked) == ["t0", "t1"]
+
+
+def test_a_request_carries_every_sampling_setting_of_its_stage() -> None:
+    settings = GenerationConfig(
+        temperature=1.3, top_p=0.25, presence_penalty=-0.5, frequency_penalty=0.75, max_tokens=77
+    )
+    prompt = build_instruction_prompt([s.instruction for s in make_seeds()[:8]], max_number=9)
+
+    request = prompt.request("generate_instructions", settings)
+
+    assert request.stage == "generate_instructions" and request.max_tokens == 77
+    assert request.sampling() == {
+        "temperature": 1.3,
+        "top_p": 0.25,
+        "presence_penalty": -0.5,
+        "frequency_penalty": 0.75,
+    }
+    assert set(request.sampling()) == set(SAMPLING_PARAMETERS)
+    assert (request.prompt, request.system) == (prompt.text, prompt.system)
+    assert (request.stop, request.chat_stop) == (prompt.stop, prompt.chat_stop)
+
+
+def test_sampling_settings_a_stage_leaves_out_keep_the_request_defaults() -> None:
+    settings = ClassificationConfig(temperature=0.4, max_tokens=3)  # no top_p, no penalties
+    prompt = build_instruction_prompt(["Name a colour."], max_number=3)
+
+    request = prompt.request("identify_classification", settings)
+
+    defaults = CompletionRequest(stage="x", prompt="", max_tokens=1).sampling()
+    assert request.sampling() == defaults | {"temperature": 0.4}

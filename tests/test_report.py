@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from selfinstruct_async.errors import ReportError
 from selfinstruct_async.outputs import report
 from selfinstruct_async.outputs.verb_noun import verb_object, verb_object_counts
 from selfinstruct_async.records import Instance, Task
@@ -203,7 +204,8 @@ def test_html_is_self_contained_and_shows_the_numbers(
     assert f"<td>{d['instructions']:,}</td>" in page
     assert f"<td>{d['instances_empty_input']:,}</td>" in page
     assert f"<td>{d['avg_output_words']:,.1f}</td>" in page
-    assert "rejected by rouge_similarity" in page and "41.7%" in page
+    share = stats["acceptance"]["instruction"]["filters"]["rouge_similarity"]["rejected_share"]
+    assert "rejected by rouge_similarity" in page and f"<td>{100 * share:.1f}%</td>" in page
     assert "$3.0000" in page  # total cost at the run's endpoint prices
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert sorted(base64.b64decode(i) for i in images) == sorted(
@@ -227,7 +229,7 @@ def test_missing_matplotlib_is_a_clear_error(
 ) -> None:
     run_dir = build_run(tmp_path / "run", make_tasks(3))
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(report.ReportError, match=r"pip install 'selfinstruct-async\[report\]'"):
+    with pytest.raises(ReportError, match=r"pip install 'selfinstruct-async\[report\]'"):
         report.build_report(run_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -32,11 +32,13 @@ from typing import Any
 
 import pytest
 
-from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store, task_line
+from selfinstruct_async.checkpoint.schema import SCHEMA_VERSION
+from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.checkpoint.tasks_file import task_line
 from selfinstruct_async.config import Config, EndpointConfig, RunConfig
 from selfinstruct_async.errors import CheckpointError, ConfigError
 from selfinstruct_async.outputs.export import ExportOptions, export_run
-from selfinstruct_async.run.runner import begin_session
+from selfinstruct_async.run.sessions import begin_session
 from selfinstruct_async.seeds import DEFAULT_SEEDS
 from selfinstruct_async.simulator.process import served, simulator_process
 from tests.test_faults import (

@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
+import pytest
+
 from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.run.stop import StopGate
 from selfinstruct_async.simulator.process import served, simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +97,44 @@ def test_second_signal_stops_at_once_and_leaves_a_consistent_run(tmp_path: Path)
     assert stopped_after < 25
     with Store(out) as store:  # opens cleanly: lock released, checkpoint consistent
         assert store.count_by_status()["accepted"] == 0
+
+
+@pytest.mark.anyio
+async def test_the_stop_gate_waits_for_requests_in_flight_and_lets_no_new_one_start() -> None:
+    gate = StopGate()
+    entered, release, idle = anyio.Event(), anyio.Event(), anyio.Event()
+    ended: list[str] = []
+    ended_when_idle: list[str] = []
+
+    async def request(name: str) -> None:
+        async with gate.request():
+            entered.set()
+            await release.wait()
+        ended.append(name)
+
+    async def drain() -> None:
+        await gate.wait_idle()
+        ended_when_idle.extend(ended)
+        idle.set()
+
+    with anyio.fail_after(30):  # a hang guard, not a synchronisation
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(request, "in flight")
+            await entered.wait()
+            gate.stop_requesting()
+            tg.start_soon(request, "after the stop")
+            tg.start_soon(drain)
+            assert gate.stopping and gate.in_flight == 1
+            release.set()
+            await idle.wait()
+            tg.cancel_scope.cancel()  # the request held back would wait forever
+    assert ended_when_idle == ["in flight"] == ended
+    assert gate.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_a_stop_with_nothing_in_flight_is_idle_at_once() -> None:
+    gate = StopGate()
+    gate.stop_requesting()
+    with anyio.fail_after(30):  # a hang guard, not a synchronisation
+        await gate.wait_idle()

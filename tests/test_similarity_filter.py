@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pluggy
 import pytest
 from selfinstruct_plugins import similarity as plugin
@@ -9,8 +11,10 @@ from selfinstruct_plugins.similarity import RougeSimilarity, Settings
 
 from selfinstruct_async import Rejection
 from selfinstruct_async import hookspecs as hookspecs_module
+from selfinstruct_async.errors import EmptyTokensError
 from selfinstruct_async.filters import FilterChain, InstructionFilter
-from selfinstruct_async.similarity import EmptyTokensError
+from selfinstruct_async.similarity import SimilarityIndex, SimilaritySettings
+from tests.test_faults import assert_one_line_error, selfinstruct
 
 SEEDS = [
     "Write a short poem about the ocean at night.",
@@ -99,3 +103,64 @@ async def test_wrong_tokenizer_for_the_language_is_reported_not_silently_accepte
             await chain.check_instruction("请写一首关于秋天的诗" + "。" * k)
     error = caught.value
     assert isinstance(error, EmptyTokensError) or isinstance(error.__cause__, EmptyTokensError)
+
+
+# ---------------------------------------------------------------- one rule for the settings
+# (issue 13, item 5): the plugin's table, dedup's flags and the index check values alike.
+
+BAD_SETTINGS = [
+    ("threshold", 1.5, "threshold must be between 0 and 1, not 1.5"),
+    ("threshold", float("nan"), "threshold must be between 0 and 1, not nan"),
+    ("tokenizer", "bogus", "tokenizer must be one of 'rouge', 'unicode', not 'bogus'"),
+    (
+        "on_empty_tokens",
+        "maybe",
+        "on_empty_tokens must be 'error', 'warn' or 'ignore', not 'maybe'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_SETTINGS)
+def test_the_plugin_and_the_index_refuse_the_same_settings_with_the_same_words(
+    key: str, value: object, message: str
+) -> None:
+    assert Settings is SimilaritySettings  # the plugin's table is the shared rule
+    with pytest.raises(ValueError) as raised:
+        SimilaritySettings(**{key: value})  # type: ignore[arg-type]
+    assert str(raised.value) == message
+    # The index's keyword for on_empty_tokens is on_empty; its message names that.
+    index_key = "on_empty" if key == "on_empty_tokens" else key
+    with pytest.raises(ValueError) as raised:
+        SimilarityIndex(**{index_key: value})  # type: ignore[arg-type]
+    assert str(raised.value) == message.replace(key, index_key)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_SETTINGS[::2])
+def test_a_bad_setting_in_the_config_is_one_line_naming_the_table(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    config = tmp_path / "run.toml"
+    shown = f'"{value}"' if isinstance(value, str) else value
+    config.write_text(f"[filters.rouge_similarity]\n{key} = {shown}\n", encoding="utf-8")
+    result = selfinstruct("plugins", "--config", str(config))
+    assert_one_line_error(result, f"filters.rouge_similarity: {message}")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--threshold", "1.5", "argument --threshold: must be between 0 and 1, not 1.5"),
+        ("--threshold", "nan", "argument --threshold: must be between 0 and 1, not nan"),
+        ("--tokenizer", "bogus", "argument --tokenizer: invalid choice: 'bogus'"),
+        ("--on-empty", "maybe", "argument --on-empty: invalid choice: 'maybe'"),
+    ],
+)
+def test_dedup_refuses_the_same_values_naming_the_flag(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("Write a poem.\n", encoding="utf-8")
+    result = selfinstruct("dedup", str(source), "--out", str(tmp_path / "out.txt"), flag, value)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.txt").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -19,8 +20,14 @@ from selfinstruct_async.client.tokens import count_tokens, prompt_tokens
 from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import EndpointConfig
 from selfinstruct_async.errors import PermanentHTTPError
+from selfinstruct_async.simulator.__main__ import _parser, settings_from_args
 from selfinstruct_async.simulator.process import set_outage, simulator_process, stats
-from selfinstruct_async.simulator.server import SimulatorHandle, SimulatorSettings
+from selfinstruct_async.simulator.server import (
+    SimulatorHandle,
+    SimulatorSettings,
+    running_simulator,
+)
+from selfinstruct_async.simulator.settings import FAULTS
 from tests.fixtures.simulator import MakeSimulator
 
 BODY: dict[str, Any] = {"model": "sim-model", "prompt": "one two three four five", "max_tokens": 3}
@@ -128,6 +135,17 @@ async def test_injected_faults_look_like_provider_failures(
     async with aiohttp.ClientSession() as session:
         status, _, payload = await post(session, f"{sim.base_url}/completions")
     assert check(status, payload)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_each_fault_named_on_the_command_line_is_injected_and_counted(fault: str) -> None:
+    argv = [f"--fault-{fault}", "1", "--hang-seconds", "0", "--huge-bytes", "2000"]
+    settings = settings_from_args(_parser().parse_args([*argv, "--responder", "echo"]))
+    async with running_simulator(settings) as sim, aiohttp.ClientSession() as session:
+        with contextlib.suppress(aiohttp.ClientError):  # the reset fault drops the connection
+            await post(session, f"{sim.base_url}/completions")
+        assert sim.stats.faults == {fault: 1}
 
 
 @pytest.mark.anyio

@@ -16,9 +16,11 @@ from unittest import mock
 
 import pytest
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
-from selfinstruct_async.errors import SelfInstructError
+from selfinstruct_async.errors import SelfInstructError, StatsError
 from selfinstruct_async.outputs import stats
+from selfinstruct_async.outputs.prices import load_prices
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
 
 VERBS = ["Write", "Generate", "Classify", "Explain", "Summarize", "Translate", "List", "Create"]
@@ -163,7 +165,7 @@ def run(tmp_path: Path) -> tuple[Path, list[Task]]:
 
 def test_table1_matches_the_tasks_in_the_run(run: tuple[Path, list[Task]]) -> None:
     run_dir, tasks = run
-    d = stats.compute_stats(run_dir)["dataset"]
+    d = stats.compute_stats(run_dir).to_json()["dataset"]
     instances = [i for t in tasks for i in t.instances]
     nonempty = [i for i in instances if i.input]
     assert d["instructions"] == 30
@@ -185,13 +187,16 @@ def test_table1_matches_the_tasks_in_the_run(run: tuple[Path, list[Task]]) -> No
 def test_acceptance_rates_per_stage_and_filter_come_from_counters(
     run: tuple[Path, list[Task]],
 ) -> None:
-    acc = stats.compute_stats(run[0])["acceptance"]
+    acc = stats.compute_stats(run[0]).to_json()["acceptance"]
     assert acc["instruction"]["received"] == 120
-    assert acc["instruction"]["acceptance_rate"] == pytest.approx(40 / 120)
+    # Issue 13: accepted over decided (40 + 50 + 20 + 10 counted + 1 only in the rejections
+    # table), the formula /status uses; it was 40 / 120 (over received) before.
+    assert acc["instruction"]["decided"] == 121
+    assert acc["instruction"]["acceptance_rate"] == pytest.approx(40 / 121)
     filters = acc["instruction"]["filters"]
     assert list(filters)[:3] == ["rouge_similarity", "blacklist", "word_count"]
     assert filters["rouge_similarity"]["rejected"] == 50  # the counter, not the 3 table rows
-    assert filters["blacklist"]["rejected_share"] == pytest.approx(20 / 120)
+    assert filters["blacklist"]["rejected_share"] == pytest.approx(20 / 121)
     assert acc["instance"]["acceptance_rate"] == pytest.approx(100 / 150)
     assert acc["instance"]["filters"]["empty_output"]["rejected_share"] == pytest.approx(0.2)
     assert acc["task"]["received"] == 40
@@ -203,12 +208,12 @@ def test_acceptance_rates_per_stage_and_filter_come_from_counters(
 def test_filter_known_only_from_the_rejections_table_is_counted_from_it(
     run: tuple[Path, list[Task]],
 ) -> None:
-    filters = stats.compute_stats(run[0])["acceptance"]["instruction"]["filters"]
+    filters = stats.compute_stats(run[0]).to_json()["acceptance"]["instruction"]["filters"]
     assert filters["leading_character"]["rejected"] == 1
 
 
 def test_requests_and_failures_per_stage(run: tuple[Path, list[Task]]) -> None:
-    requests = stats.compute_stats(run[0])["requests"]
+    requests = stats.compute_stats(run[0]).to_json()["requests"]
     assert requests["generate_instructions"] == {
         "requests": 12,
         "failed": 3,
@@ -218,7 +223,7 @@ def test_requests_and_failures_per_stage(run: tuple[Path, list[Task]]) -> None:
 
 
 def test_tokens_per_stage_and_per_accepted_instruction(run: tuple[Path, list[Task]]) -> None:
-    usage = stats.compute_stats(run[0])["usage"]
+    usage = stats.compute_stats(run[0]).to_json()["usage"]
     gen = usage["stages"]["generate_instructions"]
     assert (gen["prompt_tokens"], gen["completion_tokens"]) == (2_000_000, 500_000)
     assert gen["throttled"] == 3  # the meter's "rate_limited"
@@ -233,7 +238,7 @@ def test_tokens_per_stage_and_per_accepted_instruction(run: tuple[Path, list[Tas
 
 
 def test_cost_uses_the_endpoint_prices_saved_with_the_run(run: tuple[Path, list[Task]]) -> None:
-    result = stats.compute_stats(run[0])
+    result = stats.compute_stats(run[0]).to_json()
     usage = result["usage"]
     # 2M prompt at $0.5/M + 0.5M completion at $2/M
     assert usage["stages"]["generate_instructions"]["cost_usd"] == pytest.approx(2.0)
@@ -250,7 +255,7 @@ def test_price_file_with_stage_prices_overrides_the_run_config(
         "prompt_price = 1.0\ncompletion_price = 4.0\n"
         "[stages.generate_instances]\ncompletion_price = 0.0\n"
     )
-    usage = stats.compute_stats(run[0], stats.load_prices(prices))["usage"]
+    usage = stats.compute_stats(run[0], load_prices(prices)).to_json()["usage"]
     assert usage["stages"]["generate_instructions"]["cost_usd"] == pytest.approx(2.0 + 2.0)
     assert usage["stages"]["generate_instances"]["cost_usd"] == pytest.approx(1.0)
 
@@ -261,7 +266,7 @@ def test_run_config_toml_works_as_a_price_file_averaging_endpoints(tmp_path: Pat
         '[run]\ntarget = 5\n[[endpoints]]\nbase_url = "http://a"\nprompt_price = 1.0\n'
         'completion_price = 2.0\n[[endpoints]]\nbase_url = "http://b"\nprompt_price = 3.0\n'
     )
-    table = stats.load_prices(path)
+    table = load_prices(path)
     assert (table.default.prompt, table.default.completion) == (2.0, 1.0)
 
 
@@ -278,8 +283,8 @@ def test_run_config_toml_works_as_a_price_file_averaging_endpoints(tmp_path: Pat
 def test_bad_price_file_error_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "prices.toml"
     path.write_text(text)
-    with pytest.raises(stats.StatsError) as raised:
-        stats.load_prices(path)
+    with pytest.raises(StatsError) as raised:
+        load_prices(path)
     assert str(raised.value).startswith(str(path))
     assert message in str(raised.value)
 
@@ -289,11 +294,11 @@ def test_missing_or_bare_usage_snapshot_is_tolerated(tmp_path: Path) -> None:
     bare = {"generate_instructions": {"prompt_tokens": 10, "completion_tokens": 5, "x": "y"}}
     build_run(tmp_path / "bare", tasks, usage=bare)
     build_run(tmp_path / "none", tasks)
-    got = stats.compute_stats(tmp_path / "bare")["usage"]
+    got = stats.compute_stats(tmp_path / "bare").to_json()["usage"]
     assert got["stages"]["generate_instructions"]["total_tokens"] == 15
     none = stats.compute_stats(tmp_path / "none")
-    assert none["usage"]["available"] is False
-    assert none["prices"] is None
+    assert none.to_json()["usage"]["available"] is False
+    assert none.to_json()["prices"] is None
     assert "usage: not recorded" in stats.render_text(none)
 
 
@@ -305,7 +310,7 @@ def test_stats_read_a_run_that_a_writer_holds_open_with_a_torn_last_line(tmp_pat
         writer.add_counters({"instructions.generated": 7})
         with open(run_dir / "tasks.jsonl", "a", encoding="utf-8") as f:
             f.write('{"id": "si-99-0", "instruction": "Half a li')
-        result = stats.compute_stats(run_dir)
+        result = stats.compute_stats(run_dir).to_json()
     assert result["dataset"]["instructions"] == 5
     assert result["checkpoint"]["tasks"]["pending"] == 1
     assert result["acceptance"]["instruction"]["received"] == 7
@@ -337,5 +342,69 @@ def test_cli_json_and_text_show_the_same_numbers(
     d = data["dataset"]
     assert f"{d['instances']:,}" in text
     assert f"{d['avg_output_words']:.1f}" in text
-    assert "rouge_similarity" in text and "41.7%" in text  # 50 of 120
+    assert "rouge_similarity" in text and "41.3%" in text  # 50 of 121 decided (was of 120)
     assert "$3.0000" in text
+
+
+def test_stats_rates_are_the_counters_acceptance_formula_that_status_shows(
+    tmp_path: Path,
+) -> None:
+    # Undecided work (a task in flight, candidates in a queue) is in no denominator.
+    counters = {**COUNTERS, "instructions.generated": 500, "instances.generated": 900}
+    run_dir = build_run(tmp_path / "run", make_tasks(30, seed=1), counters=counters)
+    levels = stats.compute_stats(run_dir).acceptance.levels
+    expected = names.acceptance(counters)
+    assert [s.level for s in levels] == list(expected)
+    for s in levels:
+        figures = expected[s.level]
+        assert (s.accepted, s.decided) == (figures.accepted, figures.decided)
+        assert s.acceptance_rate == pytest.approx(figures.rate)
+        shares = sum(f.rejected_share or 0 for f in s.filters)
+        assert shares + (s.acceptance_rate or 0) == pytest.approx(1.0)
+    assert levels[0].received == 500  # what entered the level is still shown
+
+
+def test_json_output_is_the_typed_stats_to_json(
+    run: tuple[Path, list[Task]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["stats", str(run[0]), "--json"]) == 0
+    printed = capsys.readouterr().out
+    typed = stats.compute_stats(run[0])
+    assert printed == json.dumps(typed.to_json(), indent=2, sort_keys=True) + "\n"
+    data = json.loads(printed)
+    keys = ["acceptance", "checkpoint", "dataset", "notes", "prices", "requests", "run_dir"]
+    assert sorted(data) == [*keys, "usage"]
+    counts = {"pending": 0, "accepted": 30, "rejected": 0}
+    assert data["checkpoint"] == {"available": True, "tasks": counts}
+    # The documented shape, key by key (``decided`` is new with issue 13; nothing removed).
+    assert sorted(data["dataset"]) == sorted(
+        ["instructions", "classification", "non_classification", "instances",
+         "instances_empty_input", "avg_instruction_words", "avg_nonempty_input_words",
+         "avg_output_words"]
+    )  # fmt: skip
+    assert sorted(data["acceptance"]) == ["classification", "instance", "instruction", "task"]
+    level = ["acceptance_rate", "accepted", "decided", "filters", "received"]
+    assert all(sorted(data["acceptance"][lv]) == level for lv in ("instruction", "task"))
+    assert sorted(data["requests"]["generate_instructions"]) == [
+        "failed",
+        "failure_rate",
+        "requests",
+    ]
+    assert sorted(data["usage"]) == [
+        "available", "per_accepted_instruction", "per_accepted_instruction_by_stage", "stages",
+        "total",
+    ]  # fmt: skip
+    assert sorted(data["usage"]["stages"]["generate_instructions"]) == sorted(
+        ["prompt_tokens", "completion_tokens", "requests", "retries", "failures", "throttled",
+         "recorded_cost_usd", "total_tokens", "cost_usd"]
+    )  # fmt: skip
+    assert sorted(data["usage"]["per_accepted_instruction"]) == sorted(
+        ["prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"]
+    )
+    assert sorted(data["prices"]) == ["completion_price", "prompt_price", "source", "stages"]
+    task = typed.acceptance.level("task")
+    assert data["acceptance"]["task"]["filters"] == {
+        f.name: {"rejected": f.rejected, "rejected_share": f.rejected_share} for f in task.filters
+    }
+    total = typed.usage.total
+    assert total is not None and data["usage"]["total"]["total_tokens"] == total.total_tokens

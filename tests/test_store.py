@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from selfinstruct_async.checkpoint.store import SCHEMA_VERSION, Store
+from selfinstruct_async.checkpoint.schema import SCHEMA_VERSION
+from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
 

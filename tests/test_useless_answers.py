@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import UselessAnswers
@@ -147,7 +148,7 @@ async def test_an_echoing_provider_stops_the_run_after_the_streak(
     assert 20 <= handle.stats.requests <= 20 + workers
     with Store(out, read_only=True) as store:
         counters = store.counters()
-    assert counters[f"useless.{GENERATE}"] >= 20
+    assert counters[names.useless(GENERATE)] >= 20
 
 
 async def test_a_provider_answering_null_text_stops_the_run(tmp_path: Path) -> None:
@@ -239,9 +240,10 @@ async def test_an_unreadable_classification_answer_is_asked_again_never_taken_as
     with Store(out, read_only=True) as store:
         counters = store.counters()
     # Every unreadable answer was counted as useless; none became a label.
-    assert counters[f"useless.{CLASSIFY}"] == counters["classification.unparseable"]
-    assert counters[f"useless.{CLASSIFY}"] >= len(labelled) + MAX_TRIES
-    labels = counters.get("classification.yes", 0) + counters.get("classification.no", 0)
+    assert counters[names.useless(CLASSIFY)] == counters[names.classification(None)]
+    assert counters[names.useless(CLASSIFY)] >= len(labelled) + MAX_TRIES
+    labels = counters.get(names.classification(True), 0)
+    labels += counters.get(names.classification(False), 0)
     assert labels == len(labelled)
 
 

@@ -6,39 +6,22 @@ A built-in plugin written exactly as a third party would write one. The paper's 
 every pair. ``[filters.rouge_similarity]`` takes ``threshold``, ``tokenizer`` (``"rouge"``,
 rouge-score's ASCII-only rule, or ``"unicode"`` for Chinese, Japanese, Russian...) and
 ``on_empty_tokens`` (``"error"``, ``"warn"`` or ``"ignore"``: what to do when over 20% of
-recent candidates have no tokens, which makes them unfilterable).
+recent candidates have no tokens, which makes them unfilterable). The settings and their
+validation are :class:`selfinstruct_async.similarity.SimilaritySettings`, shared with
+``selfinstruct dedup``'s flags, so both accept and refuse the same values.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from selfinstruct_async import BaseFilter, Rejection, hookimpl
 from selfinstruct_async.filters import InstructionFilter
-from selfinstruct_async.similarity import SimilarityIndex, SimilarityMetadata
+from selfinstruct_async.similarity import SimilarityIndex, SimilarityMetadata, SimilaritySettings
 
-
-@dataclass(frozen=True)
-class Settings:
-    """``[filters.rouge_similarity]``."""
-
-    threshold: float = 0.7
-    tokenizer: str = "rouge"
-    on_empty_tokens: str = "error"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, not {self.threshold!r}")
-        if self.on_empty_tokens not in ("error", "warn", "ignore"):
-            raise ValueError(
-                f"on_empty_tokens must be 'error', 'warn' or 'ignore', not {self.on_empty_tokens!r}"
-            )
-
-
-SimilaritySettings = Settings
+# ``[filters.rouge_similarity]``; the name the filter's ``Settings`` attribute has always had.
+Settings = SimilaritySettings
 
 
 class RougeSimilarity(BaseFilter):
@@ -58,8 +41,7 @@ class RougeSimilarity(BaseFilter):
         settings = settings if settings is not None else SimilaritySettings()
         super().__init__(settings)
         self.threshold = settings.threshold
-        on_empty: Any = settings.on_empty_tokens
-        self.index = SimilarityIndex(settings.tokenizer, settings.threshold, on_empty=on_empty)
+        self.index = SimilarityIndex.from_settings(settings)
         self._lock = threading.Lock()
 
     def check(self, instruction: str) -> Rejection | None:

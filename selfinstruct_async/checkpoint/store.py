@@ -1,17 +1,17 @@
 """The run directory: an SQLite checkpoint (WAL) plus ``tasks.jsonl`` appended as tasks finish.
 
-SQLite is the source of truth. A task is committed there first and appended to
-``tasks.jsonl`` second, so after a crash the JSONL can only lag behind. Opening the store
-reconciles the file with the checkpoint by task id, whatever has been done to the file
-since (blank lines, another JSON spacing, lines added by hand): it drops a torn last line,
-removes blank lines and lines that repeat a committed task, keeps (and warns about) every
-line that is not a committed task, appends the committed tasks the file lacks, and logs
-what it did.
-One process at a time owns a run directory (an ``flock`` on ``RUN_DIR/.lock``).
+:class:`Store` is the one object the pipeline writes a run through. SQLite is the source
+of truth: a task is committed there first and appended to ``tasks.jsonl`` second, and
+opening the store reconciles the file with the checkpoint by task id. The parts it puts
+together each live in their own module:
 
-Each ``selfinstruct run`` on the directory records a session (its configuration, seed
-file hash, endpoints or local model) in the ``sessions`` table, so the provenance of
-every task survives resumes; schema version 1 checkpoints are upgraded in place.
+* :mod:`.schema`: the tables, the schema version, the in-place upgrade of older ones;
+* :mod:`.tasks_file`: the ``tasks.jsonl`` line format, appending, the repair on open;
+* :mod:`.sessions_table`: which ``selfinstruct run`` made which tasks (provenance);
+* :mod:`.run_files`: the names of a run directory's files.
+
+One process at a time owns a run directory (an ``flock`` on ``RUN_DIR/.lock``); any
+number of read-only stores may read it meanwhile (``status``, ``stats``).
 
 The class is synchronous and not thread-safe; the pipeline calls it from one worker
 thread at a time so that disk waits never stall the event loop.
@@ -22,226 +22,29 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import sqlite3
-import stat
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
-from ..outputs.export import task_identity
 from ..records import Instance, PendingTask, RejectionRecord, Task
+from . import schema, sessions_table
 from .run_files import CHECKPOINT, LOCK, TASKS
+from .tasks_file import TasksWriter
 
-SCHEMA_VERSION = 2
-# Older versions this one upgrades in place when it opens them for writing (and reads).
-UPGRADABLE_VERSIONS = (1,)
 REQUEST_BLOCK = 64
-# Line numbers named in a repair warning, per kind; the rest are counted.
-_SHOWN_LINES = 5
 # SQLite result codes that mean the disk (not the file) is the problem.
 _DISK_ERRORS = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
 )
 
-log = logging.getLogger("selfinstruct_async.checkpoint.store")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS instructions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    instruction TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'rejected')),
-    is_classification INTEGER,
-    instances TEXT,
-    request_no INTEGER,
-    created REAL NOT NULL,
-    finished REAL,
-    accept_no INTEGER UNIQUE
-);
-CREATE INDEX IF NOT EXISTS instructions_status ON instructions (status, seq);
-CREATE TABLE IF NOT EXISTS rejections (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    level TEXT NOT NULL,
-    filter TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    text TEXT NOT NULL,
-    task_id TEXT,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rejections_task ON rejections (task_id);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS ledger (
-    key TEXT PRIMARY KEY,
-    stage TEXT NOT NULL,
-    completion TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS generations (
-    request_no INTEGER PRIMARY KEY,
-    items TEXT NOT NULL,
-    processed INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started REAL NOT NULL,
-    accepted_before INTEGER NOT NULL,
-    progress_before INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    provenance TEXT NOT NULL
-);
-"""
-
-
-@dataclass
-class _TasksFileScan:
-    """What one pass over ``tasks.jsonl`` found; line numbers start at 1."""
-
-    ids: dict[str, int] = field(default_factory=dict)  # committed id -> hash of its first line
-    blank: list[int] = field(default_factory=list)  # carry nothing: removed
-    foreign: list[int] = field(default_factory=list)  # not a task at all
-    unknown: list[int] = field(default_factory=list)  # a task the checkpoint has not accepted
-    duplicates: list[int] = field(default_factory=list)  # an earlier line has this task: removed
-    conflicting: list[int] = field(default_factory=list)  # an id again, other content: kept
-    complete_size: int = 0  # bytes up to the end of the last line kept
-    torn: int = 0  # bytes of an unterminated last line that is not a task: dropped
-    unterminated: bool = False  # the last line is a whole task without its newline
-
-    def describe(self, appended: int, *, missing_file: bool) -> str:
-        """What was found and done, for the warning; empty when the file was in order."""
-        if missing_file:
-            return f"the file was missing; wrote the {appended} committed tasks" if appended else ""
-        parts = []
-        if self.torn:
-            parts.append(f"dropped an incomplete last line ({self.torn} bytes)")
-        if self.unterminated:
-            parts.append("ended the last line, which had no newline")
-        if self.blank:
-            what = _count(self.blank, "blank line", "blank lines")
-            parts.append(f"removed {what} ({_lines(self.blank)})")
-        if self.unknown:
-            what = _count(self.unknown, "line not in the checkpoint", "lines not in the checkpoint")
-            parts.append(f"{what} ({_lines(self.unknown)}, kept)")
-        if self.foreign:
-            what = _count(self.foreign, "line that is not a task", "lines that are not tasks")
-            parts.append(f"{what} ({_lines(self.foreign)}, kept)")
-        if self.conflicting:
-            what = _count(
-                self.conflicting,
-                "line repeating a task id with other content",
-                "lines repeating a task id with other content",
-            )
-            parts.append(f"{what} ({_lines(self.conflicting)}, kept)")
-        if self.duplicates:
-            what = _count(self.duplicates, "duplicate line", "duplicate lines")
-            parts.append(f"removed {what} of committed tasks ({_lines(self.duplicates)})")
-        if appended:
-            tasks = "task that was" if appended == 1 else "tasks that were"
-            parts.append(f"appended {appended} committed {tasks} missing")
-        return ", ".join(parts)
-
-
-def _count(numbers: list[int], one: str, many: str) -> str:
-    return f"{len(numbers)} {one if len(numbers) == 1 else many}"
-
-
-def _lines(numbers: list[int]) -> str:
-    shown = ", ".join(str(n) for n in numbers[:_SHOWN_LINES])
-    more = f" and {len(numbers) - _SHOWN_LINES} more" if len(numbers) > _SHOWN_LINES else ""
-    return f"{'line' if len(numbers) == 1 else 'lines'} {shown}{more}"
-
-
-_DECODER = json.JSONDecoder()
-
-
-def _task_identity(raw: bytes) -> tuple[str, int] | None:
-    try:
-        # The decoder itself: json.loads would sniff the encoding of every line first.
-        return task_identity(_DECODER.decode(raw.decode("utf-8")))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-
-
-def _scan_tasks_file(path: Path, committed: Collection[str]) -> _TasksFileScan:
-    """Classify every line of ``path`` against the ids of the committed tasks."""
-    scan = _TasksFileScan()
-    if not path.exists():
-        return scan
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            found = _task_identity(raw) if raw.strip() else None
-            if not raw.endswith(b"\n"):
-                if found is None:  # a write cut short by a crash (or a stray fragment)
-                    scan.torn = len(raw)
-                    break
-                scan.unterminated = True
-            scan.complete_size += len(raw)
-            if not raw.strip():
-                scan.blank.append(number)
-            elif found is None:
-                scan.foreign.append(number)
-            elif found[0] not in committed:
-                scan.unknown.append(number)
-            elif found[0] not in scan.ids:
-                scan.ids[found[0]] = found[1]
-            elif scan.ids[found[0]] == found[1]:
-                scan.duplicates.append(number)
-            else:
-                scan.conflicting.append(number)
-    return scan
-
-
-def _rewrite_without(path: Path, scan: _TasksFileScan) -> None:
-    """Replace ``path`` by a copy without its blank and duplicate lines (and torn tail)."""
-    target = path.resolve()
-    drop = set(scan.duplicates) | set(scan.blank)
-    tmp = target.with_name(f".{target.name}.repair.tmp")
-    try:
-        with open(target, "rb") as src, open(tmp, "wb") as dst:
-            os.fchmod(dst.fileno(), stat.S_IMODE(os.fstat(src.fileno()).st_mode))
-            for number, raw in enumerate(src, start=1):
-                if number in drop:
-                    continue
-                if not raw.endswith(b"\n"):
-                    if scan.torn:
-                        break
-                    raw += b"\n"
-                dst.write(raw)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
 
 def _instances_json(instances: Iterable[Instance]) -> str:
     return json.dumps([asdict(i) for i in instances], ensure_ascii=False)
-
-
-def task_line(task: Task) -> str:
-    """The ``tasks.jsonl`` form of a task (documented in the README)."""
-    return json.dumps(
-        {
-            "id": task.id,
-            "instruction": task.instruction,
-            "is_classification": task.is_classification,
-            "instances": [asdict(i) for i in task.instances],
-        },
-        ensure_ascii=False,
-    )
 
 
 class Store:
@@ -252,6 +55,7 @@ class Store:
         self.read_only = read_only
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
+        self.tasks_file = TasksWriter(self.tasks_path)
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
@@ -362,77 +166,34 @@ class Store:
     def _check_schema(self) -> int | None:
         """The checkpoint's schema version (None when new); refuses versions it cannot read."""
         try:
-            has_meta = self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-            ).fetchone()
-            found = self.get_meta("schema_version", None) if has_meta else None
+            found = schema.stored_version(self.db)
         except sqlite3.Error as e:
             self.close()
             raise self._open_error(e) from None
         if found is None:
             return None
         try:
-            version = int(found)
-        except (TypeError, ValueError):
+            return schema.readable_version(found, self.db_path)
+        except CheckpointError:
             self.close()
-            raise CheckpointError(
-                f"{self.db_path}: not a usable checkpoint (schema version {found!r})"
-            ) from None
-        if version == SCHEMA_VERSION or version in UPGRADABLE_VERSIONS:
-            return version
-        self.close()
-        newer = "a newer" if version > SCHEMA_VERSION else "an older"
-        raise CheckpointError(
-            f"{self.db_path}: checkpoint schema version {found} is from {newer} "
-            f"selfinstruct-async (this one reads version {SCHEMA_VERSION}); "
-            "use the matching version, nothing was changed"
-        )
+            raise
 
     def _create_or_upgrade(self, found: int | None) -> None:
         """Create missing tables; an older schema gains its new tables and keeps every row."""
-        self.db.executescript(_SCHEMA)
-        if found == SCHEMA_VERSION:
+        schema.create_tables(self.db)
+        if found == schema.SCHEMA_VERSION:
             return
         with self._transaction():
-            self.set_meta("schema_version", SCHEMA_VERSION)
-            if found is not None:
-                self.set_meta("upgraded_from_schema", found)
+            schema.record_version(self.db, found)
         if found is not None:
-            log.info(
-                "%s: checkpoint upgraded from schema version %d to %d",
-                self.db_path,
-                found,
-                SCHEMA_VERSION,
-            )
+            schema.log_upgrade(self.db_path, found)
 
     def _repair_tasks_jsonl(self) -> None:
-        """Make ``tasks.jsonl`` hold every committed task exactly once; log what was repaired.
-
-        Reconciled by id, not by position: the file may have been reformatted or added to
-        by hand since the last run. Lines that are not committed tasks are kept.
-        """
+        """Make ``tasks.jsonl`` hold every committed task exactly once (see ``reconcile``)."""
         committed = dict(
             self.db.execute("SELECT id, accept_no FROM instructions WHERE status = 'accepted'")
         )
-        existed = self.tasks_path.exists()
-        if existed:
-            # Fail now, not after paying for the first task, if the file cannot be appended to.
-            os.close(os.open(self.tasks_path, os.O_WRONLY | os.O_APPEND))
-        scan = _scan_tasks_file(self.tasks_path, committed.keys())
-        if scan.duplicates or scan.blank:
-            _rewrite_without(self.tasks_path, scan)
-        elif scan.torn:
-            with open(self.tasks_path, "rb+") as f:
-                f.truncate(scan.complete_size)
-                os.fsync(f.fileno())
-        elif scan.unterminated:
-            self._append_lines([""])
-        missing = sorted(committed.keys() - scan.ids.keys(), key=committed.__getitem__)
-        if missing:
-            self._append_lines(task_line(t) for t in self._tasks_by_id(missing))
-        repaired = scan.describe(len(missing), missing_file=not existed)
-        if repaired:
-            log.warning("%s: %s", self.tasks_path, repaired)
+        self.tasks_file.reconcile(committed, self._tasks_by_id)
 
     def _tasks_by_id(self, ids: list[str]) -> Iterator[Task]:
         """Accepted tasks with these ids, in the order given."""
@@ -585,33 +346,7 @@ class Store:
             self._add_rejections(rejections)
             self._add_counters(counters or {})
         if accepted is not None:
-            self._append_lines([task_line(accepted)])
-
-    def _append_lines(self, lines: Iterable[str]) -> None:
-        data = "".join(line + "\n" for line in lines).encode("utf-8")
-        try:
-            # Unbuffered, so that after a failed write no buffer is flushed again on close.
-            fd = os.open(self.tasks_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                except OSError:
-                    # Drop the partial line now: a later successful append would bury it
-                    # mid-file, a damaged line the repair on open could only keep and warn of.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)
-                    raise
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise CheckpointError(
-                f"{self.tasks_path}: cannot append ({e.strerror or e}); the task is committed "
-                "in the checkpoint and is written here when the run resumes"
-            ) from None
+            self.tasks_file.append([accepted])
 
     # ------------------------------------------------------------ request ledger
 
@@ -656,11 +391,7 @@ class Store:
 
     def progress_mark(self) -> int:
         """A number that grows with everything a session adds (instructions, rejections...)."""
-        row = self.db.execute(
-            "SELECT (SELECT COUNT(*) FROM instructions) + (SELECT COUNT(*) FROM rejections) "
-            "+ (SELECT COUNT(*) FROM generations)"
-        ).fetchone()
-        return int(row[0])
+        return sessions_table.progress_mark(self.db)
 
     def add_session(
         self,
@@ -676,56 +407,16 @@ class Store:
         (one recovered from the ``config.json`` of a run older than the sessions table).
         """
         with self._transaction():
-            accepted = self.db.execute(
-                "SELECT COUNT(*) FROM instructions WHERE status = 'accepted'"
-            ).fetchone()[0]
-            cursor = self.db.execute(
-                "INSERT INTO sessions (started, accepted_before, progress_before, config, "
-                "provenance) VALUES (?, ?, ?, ?, ?)",
-                (
-                    time.time() if started is None else started,
-                    0 if from_start else accepted,
-                    0 if from_start else self.progress_mark(),
-                    json.dumps(config, sort_keys=True),
-                    json.dumps(provenance, sort_keys=True),
-                ),
+            return sessions_table.insert_session(
+                self.db, config, provenance, from_start=from_start, started=started
             )
-        return int(cursor.lastrowid or 0)
 
     def sessions(self) -> list[dict[str, Any]]:
         """Every recorded session, oldest first, for provenance (``status --json``).
 
-        Each: ``session`` (number), ``started`` (ISO 8601, UTC), ``accepted_before`` and
-        ``tasks_added`` (so a task's ``accept_no`` places it in its session),
-        ``progress_before``, ``config`` (``Config.to_dict()``) and ``provenance`` (seed
-        file and its sha256, endpoints' model, api and base_url, or the local model file).
-        A checkpoint from before sessions were recorded has none.
+        See :func:`.sessions_table.list_sessions` for the fields of each.
         """
-        has_table = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
-        ).fetchone()
-        if not has_table:
-            return []
-        rows = self.db.execute(
-            "SELECT id, started, accepted_before, progress_before, config, provenance "
-            "FROM sessions ORDER BY id"
-        ).fetchall()
-        accepted_now = self.count_by_status()["accepted"]
-        result = []
-        for i, (number, started, before, progress, config, provenance) in enumerate(rows):
-            after = rows[i + 1][2] if i + 1 < len(rows) else accepted_now
-            result.append(
-                {
-                    "session": number,
-                    "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
-                    "accepted_before": before,
-                    "tasks_added": after - before,
-                    "progress_before": progress,
-                    "config": json.loads(config),
-                    "provenance": json.loads(provenance),
-                }
-            )
-        return result
+        return sessions_table.list_sessions(self.db, self.count_by_status()["accepted"])
 
     # ------------------------------------------------------------ reading back
 

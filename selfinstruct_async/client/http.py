@@ -8,8 +8,9 @@ returns the parsed :class:`~selfinstruct_async.client.protocol.Completion` or wa
 other requests carry on) and queues the retry at the front of the paced queue.
 
 API keys are read once, from the environment variable each endpoint names, go only into
-the ``Authorization`` header, and are scrubbed from every message this module produces;
-endpoint URLs are shown through :func:`~selfinstruct_async.client.transport.display_url`, so a
+the ``Authorization`` header, and are scrubbed from every message this module produces by
+the same :class:`~selfinstruct_async.observe.logs.Redactor` rules as log lines; endpoint
+URLs are shown through :func:`~selfinstruct_async.client.transport.display_url`, so a
 ``user:password@`` written into a ``base_url`` is never shown either.
 
 What a server says is bounded: a requested wait (``Retry-After`` and kin) longer than the
@@ -26,10 +27,7 @@ import math
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
-from urllib.parse import unquote
 
 from ..config import EndpointConfig
 from ..errors import (
@@ -40,8 +38,11 @@ from ..errors import (
     RetriesExhausted,
     TransportError,
 )
+from ..observe.logs import Redactor, url_secrets
+from .endpoint import Endpoint, pool_size
+from .openai_format import parse_completion, request_body
 from .pacing import AnyioClock, Clock, Pacer
-from .protocol import Choice, Completion, CompletionRequest, Usage
+from .protocol import Completion, CompletionRequest, Usage
 from .retry import (
     Failure,
     FailureKind,
@@ -50,25 +51,19 @@ from .retry import (
     failure_from_response,
     rate_limit_info,
 )
-from .tokens import count_tokens, prompt_tokens
+from .tokens import NOTHING_RESERVED, Reservation, count_tokens, prompt_tokens, reservation
 from .transport import (
     AiohttpTransport,
-    Transport,
     TransportRequest,
     TransportResponse,
     display_url,
-    strip_userinfo,
 )
 from .usage import UsageMeter
 
 logger = logging.getLogger(__name__)
 
-_REDACTED = "[redacted]"
 # Waits longer than this are logged: a pause of minutes must never look like a hang.
 LONG_WAIT = 30.0
-# Shorter passwords found in a URL are not replaced in free text (it would garble it);
-# URLs themselves are always shown without credentials.
-_MIN_SECRET = 4
 # Failures that say something about the endpoint's health (a 429 says it is busy, and a
 # 4xx says the request is wrong; neither is a reason to cool the endpoint down).
 _HEALTH_FAILURES = frozenset(
@@ -81,130 +76,6 @@ _HEALTH_FAILURES = frozenset(
         FailureKind.TOO_LARGE,
     }
 )
-
-
-def pool_size(config: EndpointConfig) -> int:
-    """Connections (and in-flight requests) for an endpoint: rate x latency, with headroom.
-
-    Twice the Little's-law estimate absorbs latency tails; never above ``concurrency``.
-    """
-    if config.rpm is None:
-        return config.concurrency
-    needed = math.ceil(config.rpm / 60.0 * max(config.expected_latency, 0.0) * 2) + 8
-    return max(1, min(config.concurrency, needed))
-
-
-@dataclass
-class Endpoint:
-    """One endpoint as the client drives it: config, transport, pacer and health."""
-
-    config: EndpointConfig
-    transport: Transport
-    pacer: Pacer
-    api_key: str | None = field(default=None, repr=False)
-    consecutive_failures: int = 0
-    cooldowns: int = 0
-    # Whether the cap on a server-requested wait was announced since the last success.
-    wait_capped: bool = False
-    stats: dict[str, int] = field(default_factory=dict)
-    _headers: dict[str, str] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def chat(self) -> bool:
-        return self.config.api == "chat"
-
-    @property
-    def url(self) -> str:
-        path = "chat/completions" if self.chat else "completions"
-        return f"{self.config.base_url.rstrip('/')}/{path}"
-
-    @property
-    def shown_url(self) -> str:
-        """:attr:`url` for messages: without credentials."""
-        return display_url(self.url)
-
-    @property
-    def shown_base_url(self) -> str:
-        """The configured ``base_url`` for messages: without credentials."""
-        return display_url(self.config.base_url)
-
-    def headers(self) -> dict[str, str]:
-        """Request headers, including ``Authorization`` when there is a key."""
-        if self._headers is None:
-            self._headers = self._build_headers()
-        return self._headers
-
-    def _build_headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
-
-    def count(self, key: str) -> None:
-        self.stats[key] = self.stats.get(key, 0) + 1
-
-
-def request_body(request: CompletionRequest, model: str, *, chat: bool) -> dict[str, Any]:
-    """The JSON body of an OpenAI-style completions or chat request."""
-    body: dict[str, Any] = {"model": model}
-    if chat:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages.append({"role": "user", "content": request.prompt})
-        body["messages"] = messages
-    else:
-        body["prompt"] = request.prompt
-    body.update(
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        n=request.n,
-    )
-    stop = request.stop_for("chat" if chat else "completions")
-    if stop:
-        body["stop"] = list(stop)
-    return body
-
-
-def parse_completion(body: bytes, *, chat: bool) -> Completion | Failure:
-    """Parse a 2xx body; malformed JSON and empty ``choices`` come back as a Failure."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Failure(FailureKind.MALFORMED, f"malformed JSON body: {exc}", 200)
-    if not isinstance(payload, dict):
-        return Failure(FailureKind.MALFORMED, "JSON body is not an object", 200)
-    raw_choices = payload.get("choices")
-    if not isinstance(raw_choices, list):
-        return Failure(FailureKind.MALFORMED, "JSON body has no 'choices' list", 200)
-    if not raw_choices:
-        return Failure(FailureKind.EMPTY, "answer has no choices", 200)
-    ordered: list[tuple[int, Choice]] = []
-    for position, raw in enumerate(raw_choices):
-        if not isinstance(raw, dict):
-            return Failure(FailureKind.MALFORMED, "a choice is not an object", 200)
-        if chat:
-            message = raw.get("message")
-            text = message.get("content") if isinstance(message, dict) else None
-        else:
-            text = raw.get("text")
-        if text is None:
-            text = ""
-        finish = raw.get("finish_reason")
-        if not isinstance(text, str) or not (finish is None or isinstance(finish, str)):
-            return Failure(FailureKind.MALFORMED, "a choice has a non-string field", 200)
-        index = raw.get("index")
-        ordered.append((index if isinstance(index, int) else position, Choice(text, finish)))
-    ordered.sort(key=lambda pair: pair[0])
-    usage = Usage()
-    raw_usage = payload.get("usage")
-    if isinstance(raw_usage, dict):
-        p, c = raw_usage.get("prompt_tokens"), raw_usage.get("completion_tokens")
-        if isinstance(p, int) and isinstance(c, int) and p >= 0 and c >= 0:
-            usage = Usage(p, c)
-    model = payload.get("model")
-    return Completion(tuple(c for _, c in ordered), usage, model if isinstance(model, str) else "")
 
 
 class HTTPClient:
@@ -233,8 +104,10 @@ class HTTPClient:
         self._cooldown_after = cooldown_after
         self._cooldown_base = cooldown_base
         self._cooldown_max = cooldown_max
-        self._secrets = [e.api_key for e in self.endpoints if e.api_key]
-        self._secrets += [p for e in self.endpoints for p in _url_secrets(e.config.base_url)]
+        self._redactor = Redactor(
+            [e.api_key for e in self.endpoints if e.api_key]
+            + [s for e in self.endpoints for s in url_secrets(e.config.base_url)]
+        )
         self._apis = {e.config.api for e in self.endpoints}
         self._next = 0
         self._closed = False
@@ -257,11 +130,8 @@ class HTTPClient:
             await endpoint.transport.aclose()
 
     def redact(self, text: str) -> str:
-        """``text`` with every API key and URL credential this client holds replaced."""
-        text = strip_userinfo(text)
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return text
+        """``text`` scrubbed as a log line is, also of this client's keys and URL credentials."""
+        return self._redactor(text)
 
     # -- the request ----------------------------------------------------------------------
 
@@ -276,18 +146,15 @@ class HTTPClient:
         counted = self.usage.has_budget or any(
             e.pacer.tokens.current is not None for e in self.endpoints
         )
-        reserved: dict[str, int] = {
-            api: prompt_tokens(request.prompt, request.system, chat=api == "chat")
-            + max(request.max_tokens, 0) * max(request.n, 1)
-            if counted
-            else 0
+        reserved: dict[str, Reservation] = {
+            api: reservation(request, chat=api == "chat") if counted else NOTHING_RESERVED
             for api in self._apis
         }
         candidates: list[Endpoint] = []
         too_large: RequestTooLarge | None = None
         for endpoint in self.endpoints:
             try:
-                endpoint.pacer.check_size(reserved[endpoint.config.api])
+                endpoint.pacer.check_size(reserved[endpoint.config.api].total)
             except RequestTooLarge as exc:
                 too_large = exc
             else:
@@ -295,14 +162,14 @@ class HTTPClient:
         if not candidates:
             assert too_large is not None
             raise too_large
-        completion_part = max(request.max_tokens, 0) * max(request.n, 1) if counted else 0
-        hold_tokens = max(reserved[e.config.api] for e in candidates)
-        hold_cost = max(
-            self._cost(e.config, reserved[e.config.api] - completion_part, completion_part)
-            for e in candidates
-        )
         if not counted:
             return await self._attempts(request, candidates, reserved)
+        held = [reserved[e.config.api] for e in candidates]
+        hold_tokens = max(r.total for r in held)
+        hold_cost = max(
+            self._cost(e.config, r.prompt, r.completion)
+            for e, r in zip(candidates, held, strict=True)
+        )
         self.usage.reserve(hold_tokens, hold_cost)
         try:
             return await self._attempts(request, candidates, reserved)
@@ -336,64 +203,77 @@ class HTTPClient:
         self,
         request: CompletionRequest,
         candidates: Sequence[Endpoint],
-        reserved: Mapping[str, int],
+        reserved: Mapping[str, Reservation],
     ) -> Completion:
         bodies: dict[int, bytes] = {}
         avoid: Endpoint | None = None
         attempt = 0
         while True:
             attempt += 1
-            endpoint = self._choose(candidates, reserved[candidates[0].config.api], avoid)
-            tokens = reserved[endpoint.config.api]
+            endpoint = self._choose(candidates, reserved[candidates[0].config.api].total, avoid)
+            held = reserved[endpoint.config.api]
             key = id(endpoint)
             if key not in bodies:
                 payload = request_body(request, endpoint.config.model, chat=endpoint.chat)
                 bodies[key] = json.dumps(payload).encode()
-            sent_at = await endpoint.pacer.acquire(tokens, front=attempt > 1)
-            endpoint.count("attempts")
-            outcome: Completion | Failure
-            try:
-                response: TransportResponse = await endpoint.transport.send(
-                    TransportRequest(
-                        endpoint.url,
-                        bodies[key],
-                        endpoint.headers(),
-                        endpoint.config.timeout,
-                        endpoint.config.max_response_bytes,
-                    )
-                )
-            except TransportError as exc:
-                outcome = classify_exception(exc)
-                response = TransportResponse(0)
-            else:
-                outcome = self._classify(endpoint, response)
-            finally:
-                endpoint.pacer.release()
-
+            sent_at = await endpoint.pacer.acquire(held.total, front=attempt > 1)
+            outcome, response = await self._send(endpoint, bodies[key])
             if isinstance(outcome, Completion):
-                return self._succeeded(request, endpoint, tokens, response, outcome)
-            failure = outcome
-            self._failed(request, endpoint, tokens, sent_at, failure, response.headers)
-            if not failure.retryable:
-                self.usage.record(request.stage, failures=1)
-                raise PermanentHTTPError(
-                    failure.status or 0,
-                    self.redact(response.body.decode("utf-8", "replace")),
-                )
-            if not self.policy.should_retry(attempt, failure):
-                self.usage.record(request.stage, failures=1)
-                raise RetriesExhausted(
-                    self.redact(
-                        f"{request.stage}: {attempt} attempt(s) failed; last at "
-                        f"{endpoint.shown_url}: {failure.kind.value}: {failure.message}"
-                    ),
-                    attempts=attempt,
-                    last_failure=failure.kind.value,
-                )
-            delay = self._retry_delay(request, endpoint, attempt, failure)
+                return self._succeeded(request, endpoint, held, response, outcome)
+            self._failed(request, endpoint, held, sent_at, outcome, response.headers)
+            self._raise_if_final(request, endpoint, attempt, outcome, response)
+            delay = self._retry_delay(request, endpoint, attempt, outcome)
             self.usage.record(request.stage, retries=1)
             avoid = endpoint
             await self._clock.sleep_until(self._clock.now() + delay)
+
+    async def _send(
+        self, endpoint: Endpoint, body: bytes
+    ) -> tuple[Completion | Failure, TransportResponse]:
+        """One attempt: the answer (or the failure it is) and the response it came in."""
+        endpoint.count("attempts")
+        try:
+            response = await endpoint.transport.send(
+                TransportRequest(
+                    endpoint.url,
+                    body,
+                    endpoint.headers(),
+                    endpoint.config.timeout,
+                    endpoint.config.max_response_bytes,
+                )
+            )
+        except TransportError as exc:
+            return classify_exception(exc), TransportResponse(0)
+        else:
+            return self._classify(endpoint, response), response
+        finally:
+            endpoint.pacer.release()
+
+    def _raise_if_final(
+        self,
+        request: CompletionRequest,
+        endpoint: Endpoint,
+        attempt: int,
+        failure: Failure,
+        response: TransportResponse,
+    ) -> None:
+        """Raise the request's error if ``failure`` ends it: permanent, or the last attempt."""
+        if not failure.retryable:
+            self.usage.record(request.stage, failures=1)
+            raise PermanentHTTPError(
+                failure.status or 0,
+                self.redact(response.body.decode("utf-8", "replace")),
+            )
+        if not self.policy.should_retry(attempt, failure):
+            self.usage.record(request.stage, failures=1)
+            raise RetriesExhausted(
+                self.redact(
+                    f"{request.stage}: {attempt} attempt(s) failed; last at "
+                    f"{endpoint.shown_url}: {failure.kind.value}: {failure.message}"
+                ),
+                attempts=attempt,
+                last_failure=failure.kind.value,
+            )
 
     def _classify(self, endpoint: Endpoint, response: TransportResponse) -> Completion | Failure:
         """The answer as a completion, or the failure it is."""
@@ -456,7 +336,7 @@ class HTTPClient:
         self,
         request: CompletionRequest,
         endpoint: Endpoint,
-        tokens: int,
+        held: Reservation,
         response: TransportResponse,
         completion: Completion,
     ) -> Completion:
@@ -472,7 +352,7 @@ class HTTPClient:
                 sum(count_tokens(c.text) for c in completion.choices),
             )
             completion = Completion(completion.choices, usage, completion.model)
-        endpoint.pacer.reconcile(tokens, usage.total_tokens)
+        endpoint.pacer.reconcile(held.total, usage.total_tokens)
         headers = response.headers
         announced = "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers
         pacer = endpoint.pacer
@@ -497,22 +377,22 @@ class HTTPClient:
         self,
         request: CompletionRequest,
         endpoint: Endpoint,
-        tokens: int,
+        held: Reservation,
         sent_at: float,
         failure: Failure,
         headers: Mapping[str, str],
     ) -> None:
         endpoint.count(failure.kind.value)
-        completion_part = min(tokens, max(request.max_tokens, 0) * max(request.n, 1))
         if failure.kind is FailureKind.RATE_LIMITED:
             # Refused before any work: the server charged nothing, neither do we.
-            endpoint.pacer.reconcile(tokens, 0)
+            endpoint.pacer.reconcile(held.total, 0)
             self.usage.record(request.stage, rate_limited=1)
             info = rate_limit_info(headers)
             announced = info.limit_tokens if failure.limit_type == "tokens" else info.limit_requests
             endpoint.pacer.on_throttled(failure.limit_type, sent_at, announced)
             return
-        endpoint.pacer.reconcile(tokens, tokens - completion_part)
+        # The server read the prompt but generated nothing we got: only the prompt counts.
+        endpoint.pacer.reconcile(held.total, held.prompt)
         if failure.kind not in _HEALTH_FAILURES or len(self.endpoints) < 2:
             # With one endpoint a cool-down would freeze all traffic; per-request backoff
             # is the better answer there.
@@ -531,17 +411,6 @@ class HTTPClient:
                     f"in a row ({failure.kind.value}); cooling down for {pause:g} s"
                 ),
             )
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The credentials written into ``url`` (``user:password@``), long enough to scrub."""
-    userinfo, at, _ = url.partition("://")[2].partition("/")[0].rpartition("@")
-    if not at or not userinfo:
-        return []
-    password = userinfo.partition(":")[2]
-    # Clients send the percent-decoded form (Basic auth), so messages may quote either.
-    forms = {userinfo, password, unquote(userinfo), unquote(password)}
-    return sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True)
 
 
 def build_http_client(

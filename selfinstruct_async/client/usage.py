@@ -35,8 +35,18 @@ class StageUsage:
         return self.prompt_tokens + self.completion_tokens
 
     def add(self, other: StageUsage) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in USAGE_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+#: The counter names of one stage's usage, in display order: the keys of every stage object
+#: in :meth:`UsageMeter.snapshot` (``{"version": 1, "stages": {stage: {field: value}}}``)
+#: and the fields of :class:`StageUsage`: ``prompt_tokens``, ``completion_tokens``,
+#: ``requests`` (successful completions), ``retries`` (attempts after the first),
+#: ``rate_limited`` (429 answers), ``failures`` (requests that ended in an error) and
+#: ``cost_usd`` (the only float). Readers of a snapshot (stats, report, /status) take the
+#: names from here rather than spelling them again.
+USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StageUsage))
 
 
 class UsageMeter:
@@ -162,13 +172,12 @@ class UsageMeter:
         if not isinstance(stages, Mapping):
             raise CheckpointError("usage snapshot: 'stages' must be an object")
         restored: dict[str, StageUsage] = {}
-        names = {f.name: f.type for f in fields(StageUsage)}
         for stage, counters in stages.items():
             if not isinstance(counters, Mapping):
                 raise CheckpointError(f"usage snapshot: stage {stage!r} must be an object")
             usage = StageUsage()
             for key, value in counters.items():
-                if key not in names:
+                if key not in USAGE_FIELDS:
                     raise CheckpointError(f"usage snapshot: stage {stage!r}: unknown {key!r}")
                 is_float = key == "cost_usd"
                 ok = isinstance(value, int | float) if is_float else isinstance(value, int)

@@ -8,6 +8,10 @@ user information of any URL (``http://user:password@host``) in the message, its
 arguments, extra fields and formatted tracebacks. :func:`redact` applies the same rules to
 text printed outside logging (the command's final error line).
 
+:class:`Redactor` is the one implementation of those rules: the HTTP client scrubs its
+error messages and log lines with one too, knowing its endpoints' keys and any
+credentials written into a ``base_url`` (:func:`url_secrets`).
+
 Logging never stops a run: a stream that fails (its reader went away: ``| head -1``, a
 closed terminal, a full disk) is written to no more, and its file descriptor is pointed at
 ``/dev/null`` (:func:`silence_broken_stream`) so that the interpreter's last flush does
@@ -24,19 +28,22 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 LOGGER = "selfinstruct_async"
 REDACTED = "[redacted]"
 DEFAULT_SECRET_ENV = ("OPENAI_API_KEY",)
 # Values shorter than this are not treated as secrets: redacting "1" or "true" everywhere
-# would mangle every message and protect nothing.
+# would mangle every message and protect nothing. (In a URL, credentials of any length
+# are caught by their place: see the last pattern.)
 _MIN_SECRET_LENGTH = 8
 _KEY_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?<=Bearer )[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE),
     # user:password@ in a URL: the configuration refuses it, but a URL can reach a log
-    # line by other ways (an exception's text, a redirect, a plugin's message).
-    re.compile(r"(?<=://)[^\s/?#@\[\]]+(?=@)"),
+    # line by other ways (an exception's text, a redirect, a plugin's message). Up to the
+    # host's last "@": a password may hold one ("http://a:b@c@host").
+    re.compile(r"(?<=://)[^\s/?#]+(?=@)"),
 )
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -48,7 +55,12 @@ _HANDLER_MARK = "_selfinstruct_handler"
 
 
 class Redactor:
-    """Replaces known secret values and key-shaped tokens in text."""
+    """Replaces known secret values, key-shaped tokens and URL credentials in text.
+
+    ``secrets`` are the values known to be secret (keys read from the environment, the
+    parts of a URL's ``user:password``); those shorter than 8 characters are left alone
+    in free text.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a key that contains another is replaced whole.
@@ -79,6 +91,19 @@ class Redactor:
         if value is None or isinstance(value, bool | int | float):
             return value
         return self(str(value))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials written into ``url`` (``user:password@``), in every form quoted.
+
+    Clients send the percent-decoded form (Basic auth), so a message may quote either;
+    a :class:`Redactor` given these replaces them wherever they appear, not only in URLs.
+    """
+    userinfo, at, _ = url.partition("://")[2].partition("/")[0].rpartition("@")
+    if not at or not userinfo:
+        return []
+    password = userinfo.partition(":")[2]
+    return sorted({userinfo, password, unquote(userinfo), unquote(password)} - {""})
 
 
 _active = Redactor.from_env(DEFAULT_SECRET_ENV)

@@ -27,6 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import counters as names
+from ..client.usage import USAGE_FIELDS
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,14 +38,15 @@ Clock = Callable[[], float]
 
 RATE_WINDOW = 60.0  # seconds over which RPM, TPM and the acceptance rate are measured
 SAMPLE_INTERVAL = 5.0  # refresh rate of the sampler; requests sample as well
-_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "requests", "retries", "rate_limited",
-                 "failures", "cost_usd")  # fmt: skip
-LEVELS = ("instruction", "instance", "task")
-# What counts as accepted at each filter level, to set against ``rejected.<level>.*``.
-_ACCEPTED_COUNTER = {
-    "instruction": "instructions.accepted",
-    "instance": "instances.accepted",
-    "task": "tasks.accepted",
+# Help text of the per-stage usage metrics, ``selfinstruct_<field>`` for each usage field.
+_USAGE_HELP = {
+    "prompt_tokens": "Prompt tokens.",
+    "completion_tokens": "Completion tokens.",
+    "requests": "Completed requests.",
+    "retries": "Attempts after the first.",
+    "rate_limited": "429 answers.",
+    "failures": "Requests that ended in an error.",
+    "cost_usd": "Cost in USD.",
 }
 
 
@@ -59,10 +62,10 @@ class Sample:
 
 def usage_totals(status: Mapping[str, Any]) -> dict[str, float]:
     """The usage counters of a snapshot summed over stages (zeros when there is no usage)."""
-    totals = dict.fromkeys(_USAGE_FIELDS, 0.0)
+    totals = dict.fromkeys(USAGE_FIELDS, 0.0)
     stages = (status.get("usage") or {}).get("stages") or {}
     for counters in stages.values():
-        for name in _USAGE_FIELDS:
+        for name in USAGE_FIELDS:
             totals[name] += float(counters.get(name, 0) or 0)
     return totals
 
@@ -117,8 +120,73 @@ def _rates(history: Sequence[Sample], window: float) -> tuple[float | None, ...]
     )
 
 
-def _counter(counters: Mapping[str, Any], name: str) -> float:
-    return float(counters.get(name, 0) or 0)
+def _eta(target: int, accepted: int, per_second: float | None) -> float | None:
+    """Seconds to the target at ``per_second``; 0 once met, ``None`` without a target or rate."""
+    if target <= 0:
+        return None
+    remaining = max(0, target - accepted)
+    if remaining == 0:
+        return 0.0
+    return remaining / per_second if per_second else None
+
+
+def acceptance_figures(counters: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Per level, :func:`selfinstruct_async.counters.acceptance` as JSON: accepted,
+    rejected, rate (accepted / decided) and rejections by filter, most frequent first."""
+    return {
+        level: {
+            "accepted": figures.accepted,
+            "rejected": figures.rejected,
+            "rate": figures.rate,
+            "rejected_by_filter": dict(figures.rejected_by_filter),
+        }
+        for level, figures in names.acceptance(counters).items()
+    }
+
+
+def stage_figures(
+    counters: Mapping[str, float], acceptance: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Requests, failures and items of each stage, in pipeline order."""
+
+    def requested(stage: str, items: float) -> dict[str, float]:
+        return {
+            "requests": names.value(counters, names.requests(stage)),
+            "failed": names.value(counters, names.failed(stage)),
+            "items": items,
+        }
+
+    def filtered(level: str) -> dict[str, float]:
+        decided = acceptance[level]["accepted"] + acceptance[level]["rejected"]
+        return {"items": decided, "accepted": acceptance[level]["accepted"]}
+
+    return {
+        names.GENERATE_INSTRUCTIONS: requested(
+            names.GENERATE_INSTRUCTIONS, names.value(counters, names.INSTRUCTIONS_GENERATED)
+        ),
+        names.FILTER_INSTRUCTIONS: filtered("instruction"),
+        names.IDENTIFY_CLASSIFICATION: requested(
+            names.IDENTIFY_CLASSIFICATION, sum(names.classified(counters).values())
+        ),
+        names.GENERATE_INSTANCES: requested(
+            names.GENERATE_INSTANCES, names.value(counters, names.INSTANCES_GENERATED)
+        ),
+        names.FILTER_INSTANCES: filtered("task"),
+    }
+
+
+def _usage_figures(status: Mapping[str, Any]) -> dict[str, Any]:
+    """Tokens, usage totals and usage by stage of a snapshot."""
+    usage = usage_totals(status)
+    return {
+        "tokens": {
+            "prompt": usage["prompt_tokens"],
+            "completion": usage["completion_tokens"],
+            "total": usage["prompt_tokens"] + usage["completion_tokens"],
+        },
+        "usage": usage,
+        "usage_by_stage": dict((status.get("usage") or {}).get("stages") or {}),
+    }
 
 
 def summarize(
@@ -144,61 +212,9 @@ def summarize(
     rpm, tpm, per_second = _rates(samples, window)
     elapsed = max(0.0, now - started)
     if not per_second:
-        session = _counter(counters, "tasks.accepted")
+        session = names.value(counters, names.TASKS_ACCEPTED)
         per_second = session / elapsed if elapsed > 0 and session > 0 else per_second
-    remaining = max(0, target - accepted) if target > 0 else None
-    eta: float | None = None
-    if remaining == 0:
-        eta = 0.0
-    elif remaining is not None and per_second:
-        eta = remaining / per_second
-
-    acceptance: dict[str, Any] = {}
-    rejected_by_level: dict[str, dict[str, float]] = {level: {} for level in LEVELS}
-    for name, value in counters.items():
-        parts = name.split(".", 2)
-        if len(parts) == 3 and parts[0] == "rejected":
-            rejected_by_level.setdefault(parts[1], {})[parts[2]] = float(value)
-    for level, by_filter in rejected_by_level.items():
-        passed = _counter(counters, _ACCEPTED_COUNTER.get(level, f"{level}s.accepted"))
-        rejected = sum(by_filter.values())
-        seen = passed + rejected
-        acceptance[level] = {
-            "accepted": passed,
-            "rejected": rejected,
-            "rate": passed / seen if seen else None,
-            "rejected_by_filter": dict(sorted(by_filter.items(), key=lambda kv: -kv[1])),
-        }
-
-    stages = {
-        "generate_instructions": {
-            "requests": _counter(counters, "requests.generate_instructions"),
-            "failed": _counter(counters, "failed.generate_instructions"),
-            "items": _counter(counters, "instructions.generated"),
-        },
-        "filter_instructions": {
-            "items": acceptance["instruction"]["accepted"] + acceptance["instruction"]["rejected"],
-            "accepted": acceptance["instruction"]["accepted"],
-        },
-        "identify_classification": {
-            "requests": _counter(counters, "requests.identify_classification"),
-            "failed": _counter(counters, "failed.identify_classification"),
-            "items": sum(
-                _counter(counters, f"classification.{answer}")
-                for answer in ("yes", "no", "unparseable")
-            ),
-        },
-        "generate_instances": {
-            "requests": _counter(counters, "requests.generate_instances"),
-            "failed": _counter(counters, "failed.generate_instances"),
-            "items": _counter(counters, "instances.generated"),
-        },
-        "filter_instances": {
-            "items": acceptance["task"]["accepted"] + acceptance["task"]["rejected"],
-            "accepted": acceptance["task"]["accepted"],
-        },
-    }
-    usage = usage_totals(status)
+    acceptance = acceptance_figures(counters)
     return {
         "run_dir": status.get("run_dir"),
         "target": target,
@@ -210,7 +226,7 @@ def summarize(
         "in_flight": int(status.get("in_flight", 0) or 0),
         "stopping": bool(status.get("stopping", False)),
         "queues": dict(status.get("queues") or {}),
-        "stages": stages,
+        "stages": stage_figures(counters, acceptance),
         "acceptance": acceptance,
         "rates": {
             "requests_per_minute": rpm,
@@ -218,16 +234,10 @@ def summarize(
             "accepted_per_second": per_second,
             "window_seconds": window,
         },
-        "tokens": {
-            "prompt": usage["prompt_tokens"],
-            "completion": usage["completion_tokens"],
-            "total": usage["prompt_tokens"] + usage["completion_tokens"],
-        },
-        "usage": usage,
-        "usage_by_stage": dict((status.get("usage") or {}).get("stages") or {}),
+        **_usage_figures(status),
         "started": started,
         "elapsed_seconds": elapsed,
-        "eta_seconds": eta,
+        "eta_seconds": _eta(target, accepted, per_second),
         "counters": dict(counters),
     }
 
@@ -252,6 +262,19 @@ def _gauge(name: str, doc: str, value: float | None) -> Iterator[Metric]:
 
 def metric_families(summary: Mapping[str, Any]) -> Iterator[Metric]:
     """The metrics of a :func:`summarize` result (documented in ``docs/daemon.md``)."""
+    yield from _progress_metrics(summary)
+    yield from _acceptance_metrics(summary["acceptance"])
+    events = CounterMetricFamily(
+        "selfinstruct_events", "Pipeline counters this session.", labels=["name"]
+    )
+    for name, value in sorted(summary["counters"].items()):
+        if not names.is_rejection(name):  # those are selfinstruct_rejections
+            events.add_metric([name], float(value))
+    yield events
+    yield from _usage_metrics(summary["usage_by_stage"])
+
+
+def _progress_metrics(summary: Mapping[str, Any]) -> Iterator[Metric]:
     tasks = GaugeMetricFamily("selfinstruct_tasks", "Tasks by state.", labels=["state"])
     for state in ("accepted", "pending", "undecided"):
         tasks.add_metric([state], summary[state])
@@ -281,38 +304,32 @@ def metric_families(summary: Mapping[str, Any]) -> Iterator[Metric]:
         rates["tokens_per_minute"],
     )  # fmt: skip
     yield from _gauge("selfinstruct_eta_seconds", "Seconds to the target.", summary["eta_seconds"])
+
+
+def _acceptance_metrics(acceptance: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     ratio = GaugeMetricFamily(
         "selfinstruct_acceptance_ratio", "Share passing the filters.", labels=["level"]
     )
     rejections = CounterMetricFamily(
         "selfinstruct_rejections", "Rejections this session.", labels=["level", "filter"]
     )
-    for level, info in sorted(summary["acceptance"].items()):
+    for level, info in sorted(acceptance.items()):
         if info["rate"] is not None:
             ratio.add_metric([level], info["rate"])
         for name, count in sorted(info["rejected_by_filter"].items()):
             rejections.add_metric([level, name], count)
     yield ratio
     yield rejections
-    events = CounterMetricFamily(
-        "selfinstruct_events", "Pipeline counters this session.", labels=["name"]
-    )
-    for name, value in sorted(summary["counters"].items()):
-        if not name.startswith("rejected."):
-            events.add_metric([name], float(value))
-    yield events
-    per_stage = {
-        "prompt_tokens": ("selfinstruct_prompt_tokens", "Prompt tokens."),
-        "completion_tokens": ("selfinstruct_completion_tokens", "Completion tokens."),
-        "requests": ("selfinstruct_requests", "Completed requests."),
-        "retries": ("selfinstruct_retries", "Attempts after the first."),
-        "rate_limited": ("selfinstruct_rate_limited", "429 answers."),
-        "failures": ("selfinstruct_failures", "Requests that ended in an error."),
-        "cost_usd": ("selfinstruct_cost_usd", "Cost in USD."),
-    }
-    for key, (name, doc) in per_stage.items():
-        family = CounterMetricFamily(name, f"{doc} Whole run, by stage.", labels=["stage"])
-        for stage, counters in sorted(summary["usage_by_stage"].items()):
+
+
+def _usage_metrics(usage_by_stage: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    for key in USAGE_FIELDS:
+        family = CounterMetricFamily(
+            f"selfinstruct_{key}",
+            f"{_USAGE_HELP.get(key, key)} Whole run, by stage.",
+            labels=["stage"],
+        )
+        for stage, counters in sorted(usage_by_stage.items()):
             family.add_metric([stage], float(counters.get(key, 0) or 0))
         yield family
 

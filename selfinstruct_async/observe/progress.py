@@ -22,6 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from .. import counters as names
 from .logs import silence_broken_stream
 from .monitor import RateHistory, summarize
 
@@ -66,10 +67,10 @@ def plain_line(summary: Mapping[str, Any]) -> str:
     )
     parts = [
         f"accepted {summary['accepted']}/{_target(summary)}",
-        f"generated {int(stages['generate_instructions']['items'])}",
-        f"filtered {int(stages['filter_instructions']['items'])}",
-        f"classified {int(stages['identify_classification']['items'])}",
-        f"instances {int(stages['generate_instances']['items'])}",
+        f"generated {int(stages[names.GENERATE_INSTRUCTIONS]['items'])}",
+        f"filtered {int(stages[names.FILTER_INSTRUCTIONS]['items'])}",
+        f"classified {int(stages[names.IDENTIFY_CLASSIFICATION]['items'])}",
+        f"instances {int(stages[names.GENERATE_INSTANCES]['items'])}",
         f"pending {summary['pending']}",
         f"in flight {summary['in_flight']}",
         f"rpm {_rate(rates['requests_per_minute'])}",
@@ -103,7 +104,8 @@ def render(summary: Mapping[str, Any]) -> Group:
     table.add_column("items", justify="right")
     table.add_column("accepted", justify="right")
     table.add_column("rejected", justify="right")
-    levels = {"filter_instructions": "instruction", "filter_instances": "task"}
+    # The filter stages, with the level whose rejections they show.
+    levels = {names.FILTER_INSTRUCTIONS: "instruction", names.FILTER_INSTANCES: "task"}
     for name, info in stages.items():
         level = levels.get(name)
         table.add_row(

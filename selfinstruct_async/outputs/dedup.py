@@ -7,7 +7,9 @@ Alpaca JSON (one list of objects with ``instruction``), or plain text, one instr
 line (blank lines are not records and are dropped). The output is written to a temporary file
 in the same directory and renamed over ``--out``, so a failed run leaves nothing half-written.
 ``--out`` may be neither the input file itself nor one of a run directory's own files
-(:mod:`.run_files`): either would lose the only copy of the data.
+(:mod:`selfinstruct_async.checkpoint.run_files`): either would lose the only copy of the
+data. The flags are checked by the same rule as the filter's ``[filters.rouge_similarity]``
+settings (:class:`~selfinstruct_async.similarity.SimilaritySettings`).
 """
 
 from __future__ import annotations
@@ -24,19 +26,11 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ..checkpoint.run_files import refuse_run_file, refuse_same_file
-from ..errors import SelfInstructError
-from ..similarity import EmptyTokensError, SimilarityIndex, tokenizer_names
+from ..errors import DedupInputError, EmptyTokensError
+from ..similarity import SimilarityIndex, SimilaritySettings, tokenizer_names
+from ..similarity.settings import ON_EMPTY_CHOICES, check_threshold
 
 Format = Literal["jsonl", "json", "text"]
-
-
-class DedupInputError(SelfInstructError):
-    """The input cannot be read as JSONL, Alpaca JSON or text; names file, line, field."""
-
-    def __init__(self, path: str, line: int | None, problem: str) -> None:
-        self.path, self.line, self.problem = path, line, problem
-        where = path if line is None else f"{path}:{line}"
-        super().__init__(f"{where}: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +163,18 @@ def deduplicate_file(
     out: str | os.PathLike[str],
     threshold: float = 0.7,
     tokenizer: str = "rouge",
-    on_empty: Literal["error", "warn", "ignore"] = "error",
+    on_empty: str = "error",
 ) -> DedupResult:
-    """Read ``source``, drop near-duplicates, write the kept records to ``out``."""
+    """Read ``source``, drop near-duplicates, write the kept records to ``out``.
+
+    The settings are checked (``ValueError``) before anything is read or written.
+    """
     start = time.perf_counter()
+    settings = SimilaritySettings(threshold, tokenizer, on_empty)
     refuse_run_file(Path(out), what="the result")
     refuse_same_file(Path(out), Path(source), what="the result")
     fmt, records = read_records(source)
-    index = SimilarityIndex(tokenizer, threshold, on_empty=on_empty)
+    index = SimilarityIndex.from_settings(settings)
     kept = deduplicate(records, index)
     write_atomically(out, fmt, kept)
     return DedupResult(fmt, len(kept), len(records) - len(kept), time.perf_counter() - start)
@@ -206,12 +204,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _threshold(value: str) -> float:
     try:
-        t = float(value)
+        number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0.0 <= t <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {value!r}")
-    return t
+    try:
+        return check_threshold(number, key="")  # argparse names the flag
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -234,21 +233,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--on-empty",
-        choices=["error", "warn", "ignore"],
+        choices=ON_EMPTY_CHOICES,
         default="error",
         help="when over 20%% of recent records have no tokens (default: error)",
     )
     parser.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``dedup`` on its own (the package CLI adds it as a sub-command)."""
-    parser = argparse.ArgumentParser(prog="selfinstruct")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

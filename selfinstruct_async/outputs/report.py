@@ -22,8 +22,6 @@ Reading is safe while a daemon writes to the run (see :mod:`selfinstruct_async.o
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import io
 import itertools
 import json
@@ -31,16 +29,19 @@ import math
 import os
 import tempfile
 from array import array
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint.run_files import refuse_run_file
-from ..errors import SelfInstructError
-from .export import TaskFile, new_file_mode, skipped_note
-from .stats import Table1, compute_stats, fmt_number, fmt_share, load_prices, words
-from .verb_noun import VerbSummary, verb_object_counts
+from ..checkpoint.tasks_file import TasksReader
+from ..errors import ReportError
+from .export import new_file_mode
+from .prices import load_prices
+from .report_html import render_html
+from .stats import Table1, compute_stats, words
+from .verb_noun import VerbCount, VerbSummary, verb_object_counts
 
 PNG_DATA_KEY = "SelfInstructData"
 DPI = 100
@@ -52,10 +53,6 @@ LENGTH_BINS = 40
 DEFAULT_SIMILARITY_SAMPLE = 10_000
 REPORT_EXTRA = "selfinstruct-async[report]"
 REPORT_FILES = ("similarity.png", "lengths.png", "verbs.png", "report.html", "report.json")
-
-
-class ReportError(SelfInstructError):
-    """A report cannot be produced (missing matplotlib, unusable run directory)."""
 
 
 # ---------------------------------------------------------------- data
@@ -130,13 +127,12 @@ class ReportData:
     instruction_words: array[int]
     input_words: array[int]  # non-empty inputs only, as in the paper
     output_words: array[int]
-    torn_tail: bool = False
-    skipped: int = 0  # lines of tasks.jsonl that are not tasks or repeat one
+    notes: list[str] = field(default_factory=list)  # what the reader left out of tasks.jsonl
 
 
 def collect(run_dir: Path) -> ReportData:
     """One streaming pass over ``tasks.jsonl``."""
-    task_file = TaskFile.in_run(run_dir)
+    task_file = TasksReader.in_run(run_dir)
     data = ReportData(Table1(), [], array("i"), array("i"), array("i"))
     for task in task_file:
         data.table.add(task)
@@ -146,8 +142,7 @@ def collect(run_dir: Path) -> ReportData:
             if inst.input.strip():
                 data.input_words.append(words(inst.input))
             data.output_words.append(words(inst.output))
-    data.torn_tail = task_file.torn_tail
-    data.skipped = task_file.skipped
+    data.notes = task_file.notes("tasks.jsonl")
     return data
 
 
@@ -274,6 +269,50 @@ def plot_lengths(figs: Figures) -> bytes:
     )
 
 
+def _outer_ring(verbs: Sequence[VerbCount], inner_colors: Sequence[Any]) -> _Ring:
+    """Each verb's top objects in its colour, then the rest of the verb, paler and unlabelled."""
+    ring = _Ring([], [], [])
+    for v, color in zip(verbs, inner_colors, strict=True):
+        shown = 0
+        for obj, n in v.objects:
+            ring.add(n, obj, (*color[:3], 0.75))
+            shown += n
+        if v.count > shown:
+            ring.add(v.count - shown, "", (*color[:3], 0.25))
+    return ring
+
+
+@dataclass
+class _Ring:
+    """The wedges of one ring of the verbs figure."""
+
+    sizes: list[int]
+    labels: list[str]
+    colors: list[Any]
+
+    def add(self, size: int, label: str, color: Any) -> None:
+        self.sizes.append(size)
+        self.labels.append(label)
+        self.colors.append(color)
+
+    def draw(self, ax: Any, total: int, **style: Any) -> None:
+        """Wedges; labels only on those of at least ``min_share`` of ``total``."""
+        share = style.pop("min_share")
+        labels = [
+            label if n / total >= share else ""
+            for label, n in zip(self.labels, self.sizes, strict=True)
+        ]
+        ax.pie(
+            self.sizes,
+            colors=self.colors,
+            labels=labels,
+            wedgeprops={"width": 0.35, "edgecolor": "white"},
+            startangle=90,
+            counterclock=False,
+            **style,
+        )
+
+
 def plot_verbs(figs: Figures) -> bytes:
     """Inner ring: top verbs; outer ring: each verb's top objects (and the rest of it)."""
     matplotlib = _matplotlib()
@@ -287,48 +326,19 @@ def plot_verbs(figs: Figures) -> bytes:
         return _png(fig, "verbs", asdict(summary))
     cmap = matplotlib.colormaps["tab20"]
     inner_colors = [cmap(i % 20) for i in range(len(verbs))]
-    outer_sizes: list[int] = []
-    outer_labels: list[str] = []
-    outer_colors: list[Any] = []
-    for i, v in enumerate(verbs):
-        shown = 0
-        for obj, n in v.objects:
-            outer_sizes.append(n)
-            outer_labels.append(obj)
-            outer_colors.append((*inner_colors[i][:3], 0.75))
-            shown += n
-        if v.count > shown:
-            outer_sizes.append(v.count - shown)
-            outer_labels.append("")
-            outer_colors.append((*inner_colors[i][:3], 0.25))
+    inner = _Ring([v.count for v in verbs], [v.verb for v in verbs], inner_colors)
     total = sum(v.count for v in verbs)
-
-    def label_if_big(labels: list[str], sizes: list[int], share: float) -> list[str]:
-        return [lab if n / total >= share else "" for lab, n in zip(labels, sizes, strict=True)]
-
-    inner_sizes = [v.count for v in verbs]
-    ax.pie(
-        inner_sizes,
-        radius=0.65,
-        colors=inner_colors,
-        labels=label_if_big([v.verb for v in verbs], inner_sizes, 0.015),
-        labeldistance=0.55,
-        textprops={"fontsize": 9},
-        wedgeprops={"width": 0.35, "edgecolor": "white"},
-        startangle=90,
-        counterclock=False,
+    inner.draw(
+        ax, total, min_share=0.015, radius=0.65, labeldistance=0.55, textprops={"fontsize": 9}
     )
-    ax.pie(
-        outer_sizes,
+    _outer_ring(verbs, inner_colors).draw(
+        ax,
+        total,
+        min_share=0.008,
         radius=1.0,
-        colors=outer_colors,
-        labels=label_if_big(outer_labels, outer_sizes, 0.008),
         labeldistance=0.83,
         rotatelabels=True,
         textprops={"fontsize": 7},
-        wedgeprops={"width": 0.35, "edgecolor": "white"},
-        startangle=90,
-        counterclock=False,
     )
     ax.set_title(
         f"Top {len(verbs)} leading verbs and their top objects "
@@ -336,146 +346,6 @@ def plot_verbs(figs: Figures) -> bytes:
     )
     ax.set_aspect("equal")
     return _png(fig, "verbs", asdict(summary))
-
-
-# ---------------------------------------------------------------- HTML
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_html(stats: Mapping[str, Any], figs: Figures, images: Mapping[str, bytes]) -> str:
-    """A single page holding the tables and the figures (embedded, no external files)."""
-    d = stats["dataset"]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Self-Instruct report: {html.escape(stats['run_dir'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%}</style></head><body>",
-        f"<h1>Self-Instruct report: {html.escape(stats['run_dir'])}</h1>",
-        "<h2>Dataset (Table 1 of the paper)</h2>",
-        _table(
-            ["statistic", "value"],
-            [
-                ["# of instructions", fmt_number(d["instructions"])],
-                ["- # of classification instructions", fmt_number(d["classification"])],
-                ["- # of non-classification instructions", fmt_number(d["non_classification"])],
-                ["# of instances", fmt_number(d["instances"])],
-                ["- # of instances with empty input", fmt_number(d["instances_empty_input"])],
-                ["ave. instruction length (in words)", fmt_number(d["avg_instruction_words"])],
-                [
-                    "ave. non-empty input length (in words)",
-                    fmt_number(d["avg_nonempty_input_words"]),
-                ],
-                ["ave. output length (in words)", fmt_number(d["avg_output_words"])],
-            ],
-        ),
-        "<h2>Acceptance by stage and filter</h2>",
-    ]
-    acc = stats["acceptance"]
-    rows: list[list[Any]] = []
-    for level in ("instruction", "instance", "task"):
-        s = acc[level]
-        rows.append(
-            [
-                f"{level}s",
-                fmt_number(s["received"]),
-                fmt_number(s["accepted"]),
-                fmt_share(s["acceptance_rate"]),
-            ]
-        )
-        for name, f in s["filters"].items():
-            rows.append(
-                [
-                    f"rejected by {name}",
-                    fmt_number(f["rejected"]),
-                    "",
-                    fmt_share(f["rejected_share"]),
-                ]
-            )
-    parts.append(_table(["stage / filter", "received or rejected", "accepted", "rate"], rows))
-    clf = acc["classification"]
-    parts.append(
-        f"<p>Classification answers: {clf['yes']} yes, {clf['no']} no, "
-        f"{clf['unparseable']} unparseable.</p>"
-    )
-    usage = stats["usage"]
-    if usage["available"]:
-        parts.append("<h2>Tokens and cost</h2>")
-        urows = [
-            [
-                stage,
-                fmt_number(u["prompt_tokens"]),
-                fmt_number(u["completion_tokens"]),
-                fmt_number(u["requests"]),
-                fmt_number(u["retries"]),
-                fmt_number(u["throttled"]),
-                "-" if u.get("cost_usd") is None else f"${u['cost_usd']:,.4f}",
-            ]
-            for stage, u in [*usage["stages"].items(), ("total", usage["total"])]
-        ]
-        parts.append(
-            _table(
-                [
-                    "stage",
-                    "prompt tokens",
-                    "completion tokens",
-                    "requests",
-                    "retries",
-                    "throttled",
-                    "cost",
-                ],
-                urows,
-            )
-        )
-        per = usage["per_accepted_instruction"]
-        cost = per.get("cost_usd")
-        parts.append(
-            f"<p>Per accepted instruction: {fmt_number(per.get('total_tokens'))} tokens"
-            + ("" if cost is None else f", ${cost:,.4f}")
-            + ".</p>"
-        )
-    parts.append("<h2>Overlap with the pool</h2>")
-    parts.append(
-        f"<p>{figs.similarity_scored} instructions scored; mean ROUGE-L "
-        f"{fmt_number(figs.similarity_mean, 3)}, "
-        f"median {fmt_number(figs.similarity_median, 3)}.</p>"
-    )
-    parts.append(_img(images["similarity.png"], "ROUGE-L overlap distribution"))
-    parts.append("<h2>Lengths</h2>")
-    parts.append(_img(images["lengths.png"], "length distributions"))
-    parts.append("<h2>Leading verbs and their objects</h2>")
-    v = figs.verbs
-    parts.append(
-        f"<p>{v.with_verb} of {v.instructions} instructions start with a verb, "
-        f"{v.with_object} with a direct object (heuristic, see the documentation).</p>"
-    )
-    parts.append(
-        _table(
-            ["verb", "instructions", "top objects"],
-            [
-                [vc.verb, fmt_number(vc.count), ", ".join(f"{o} ({n})" for o, n in vc.objects)]
-                for vc in v.verbs
-            ],
-        )
-    )
-    parts.append(_img(images["verbs.png"], "leading verbs and objects"))
-    for note in stats.get("notes", []):
-        parts.append(f"<p><em>Note: {html.escape(note)}</em></p>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
 
 
 # ---------------------------------------------------------------- the report
@@ -510,18 +380,14 @@ def build_report(
     data = collect(run_dir)
     seeds = [s.instruction for s in load_seed_tasks(seeds_path or DEFAULT_SEEDS)]
     prices = load_prices(prices_path) if prices_path is not None else None
-    stats = compute_stats(run_dir, prices, tasks=data.table)
-    if data.torn_tail:
-        stats["notes"].append("tasks.jsonl: ignored an incomplete last line (a run is writing)")
-    if data.skipped:
-        stats["notes"].append(skipped_note("tasks.jsonl", data.skipped))
+    stats = compute_stats(run_dir, prices, tasks=data.table).with_notes(*data.notes)
     figs = figure_data(data, seeds, similarity_sample=similarity_sample, tokenizer=tokenizer)
     images = {
         "similarity.png": plot_similarity(figs),
         "lengths.png": plot_lengths(figs),
         "verbs.png": plot_verbs(figs),
     }
-    machine = {"stats": stats, "figures": asdict(figs)}
+    machine = {"stats": stats.to_json(), "figures": asdict(figs)}
     files = {
         **images,
         "report.html": render_html(stats, figs, images).encode("utf-8"),

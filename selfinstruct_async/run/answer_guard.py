@@ -56,7 +56,7 @@ class AnswerGuard:
     max_share: float
     window: int
     hint: str = "check the model and --api (completions vs chat)"
-    _stages: dict[str, _StageRecord] = field(default_factory=dict)
+    _stages: dict[str, _StageRecord] = field(default_factory=dict, init=False, repr=False)
 
     def record(self, stage: str, usable: bool, answer: str) -> None:
         """Note one answer of ``stage``; raise ``UselessAnswers`` once the limits are passed."""

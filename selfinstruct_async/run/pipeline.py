@@ -10,17 +10,22 @@ pending when a previous run stopped re-enter at classification.
 A task whose classification or instance request failed is not decided: it waits in
 that stage's retry queue for ``run.retry_failed_after`` seconds and re-enters the
 stage's input stream (and, if the run stops first, it is still pending on resume).
+
+:class:`Pipeline` creates the streams and retry queues once, hands each stage its ends,
+closes them all on exit, and reports how full they are (:meth:`Pipeline.queue_depths`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .. import counters as names
 from ..records import Candidate, Instance, PendingTask
 from ..stages import (
     filter_instances,
@@ -29,12 +34,12 @@ from ..stages import (
     generate_instructions,
     identify_classification,
 )
-from ..stages.generate_instances import STAGE as INSTANCES
 from ..stages.generate_instructions import candidates_of
-from ..stages.identify_classification import STAGE as CLASSIFICATION
-from .context import RetryQueue, RunContext
+from .context import RunContext
+from .retry_queue import RetryQueue
 
 T = TypeVar("T")
+Generated = tuple[PendingTask, tuple[Instance, ...]]
 
 
 @dataclass(frozen=True)
@@ -58,39 +63,96 @@ async def _feed(items: Sequence[T], send: MemoryObjectSendStream[T]) -> None:
             await send.send(item)
 
 
-async def run_pipeline(ctx: RunContext, resumed: Resumed = Resumed()) -> None:
-    """Run every stage concurrently; return once ``ctx.pool`` holds the target."""
-    if ctx.pool.done:
-        return
-    size = ctx.config.run.queue_size
-    candidates_tx, candidates_rx = anyio.create_memory_object_stream[Candidate](size)
-    pending_tx, pending_rx = anyio.create_memory_object_stream[PendingTask](size)
-    labelled_tx, labelled_rx = anyio.create_memory_object_stream[PendingTask](size)
-    generated_tx, generated_rx = anyio.create_memory_object_stream[
-        tuple[PendingTask, tuple[Instance, ...]]
-    ](size)
+class Pipeline:
+    """The stages of one run and the bounded streams between them.
 
-    ctx.queues.update(
-        candidates=candidates_tx, pending=pending_tx, labelled=labelled_tx, generated=generated_tx
-    )
-    ctx.pool.max_deferred = size
-    delay = ctx.config.run.retry_failed_after
-    retry_classification = RetryQueue[PendingTask](delay, ctx.pool.undefer)
-    retry_instances = RetryQueue[PendingTask](delay, ctx.pool.undefer)
-    ctx.retries.update({CLASSIFICATION: retry_classification, INSTANCES: retry_instances})
-    async with anyio.create_task_group() as tg:
-        async with candidates_tx, pending_tx, pending_rx, labelled_tx, labelled_rx, generated_tx:
-            for _ in range(ctx.config.generation.workers):
-                tg.start_soon(generate_instructions, ctx, candidates_tx.clone())
-            tg.start_soon(_feed, resumed.candidates(), candidates_tx.clone())
-            tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
-            tg.start_soon(_feed, resumed.pending, pending_tx.clone())
-            tg.start_soon(retry_classification.feed, pending_tx.clone())
-            tg.start_soon(retry_instances.feed, labelled_tx.clone())
-            for _ in range(ctx.config.classification.workers):
-                tg.start_soon(identify_classification, ctx, pending_rx.clone(), labelled_tx.clone())
-            for _ in range(ctx.config.instances.workers):
-                tg.start_soon(generate_instances, ctx, labelled_rx.clone(), generated_tx.clone())
-            tg.start_soon(filter_instances, ctx, generated_rx)
-        await ctx.pool.wait_until_done()
-        tg.cancel_scope.cancel()
+    Use as ``async with Pipeline(ctx, resumed) as pipeline: await pipeline.run()``: the
+    streams exist from entry to exit, so :meth:`queue_depths` can be read throughout.
+    """
+
+    def __init__(self, ctx: RunContext, resumed: Resumed = Resumed()) -> None:
+        self.ctx = ctx
+        self.resumed = resumed
+        size = ctx.config.run.queue_size
+        self.candidates = anyio.create_memory_object_stream[Candidate](size)
+        self.pending = anyio.create_memory_object_stream[PendingTask](size)
+        self.labelled = anyio.create_memory_object_stream[PendingTask](size)
+        self.generated = anyio.create_memory_object_stream[Generated](size)
+        delay = ctx.config.run.retry_failed_after
+        self.retry_classification = RetryQueue[PendingTask](
+            names.IDENTIFY_CLASSIFICATION, delay, ctx.pool.undefer
+        )
+        self.retry_instances = RetryQueue[PendingTask](
+            names.GENERATE_INSTANCES, delay, ctx.pool.undefer
+        )
+
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting in each stream, by the name ``/status`` shows."""
+        return {
+            "candidates": self.candidates[0].statistics().current_buffer_used,
+            "pending": self.pending[0].statistics().current_buffer_used,
+            "labelled": self.labelled[0].statistics().current_buffer_used,
+            "generated": self.generated[0].statistics().current_buffer_used,
+        }
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Closing is idempotent: the stages closed most ends already.
+        for send, receive in (self.candidates, self.pending, self.labelled, self.generated):
+            send.close()
+            receive.close()
+
+    async def run(self) -> None:
+        """Run every stage concurrently; return once ``ctx.pool`` holds the target."""
+        ctx = self.ctx
+        if ctx.pool.done:
+            return
+        candidates_tx, candidates_rx = self.candidates
+        pending_tx, pending_rx = self.pending
+        labelled_tx, labelled_rx = self.labelled
+        generated_tx, generated_rx = self.generated
+        retry_classification, retry_instances = self.retry_classification, self.retry_instances
+        async with anyio.create_task_group() as tg:
+            # The original ends close once every worker holds a clone, so each stream ends
+            # when the last worker sending into it does.
+            async with (
+                candidates_tx,
+                pending_tx,
+                pending_rx,
+                labelled_tx,
+                labelled_rx,
+                generated_tx,
+            ):
+                for _ in range(ctx.config.generation.workers):
+                    tg.start_soon(generate_instructions, ctx, candidates_tx.clone())
+                tg.start_soon(_feed, self.resumed.candidates(), candidates_tx.clone())
+                tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
+                tg.start_soon(_feed, self.resumed.pending, pending_tx.clone())
+                tg.start_soon(retry_classification.feed, pending_tx.clone())
+                tg.start_soon(retry_instances.feed, labelled_tx.clone())
+                for _ in range(ctx.config.classification.workers):
+                    tg.start_soon(
+                        identify_classification,
+                        ctx,
+                        pending_rx.clone(),
+                        labelled_tx.clone(),
+                        retry_classification,
+                    )
+                for _ in range(ctx.config.instances.workers):
+                    tg.start_soon(
+                        generate_instances,
+                        ctx,
+                        labelled_rx.clone(),
+                        generated_tx.clone(),
+                        retry_instances,
+                    )
+                tg.start_soon(filter_instances, ctx, generated_rx)
+            await ctx.pool.wait_until_done()
+            tg.cancel_scope.cancel()

@@ -3,38 +3,37 @@
 Every input (seeds, configuration, filter settings, plugins) is checked before the first
 request, so a typo never costs money. Resuming is the same call on the same run
 directory: pool, counters, request numbering and pending tasks come back from the
-checkpoint.
+checkpoint; each call records a session (:mod:`.sessions`).
 
-Each call records a session in the checkpoint (configuration without secrets, the seed
-file's path and sha256, the endpoints' model, api and base URL, or the local model file).
-A resume whose seeds (by content), model(s) or API(s) differ from those of the run's first
-session that produced anything is refused before any request, unless
-``run.allow_mixed`` (``--allow-mixed``) says to add to the run anyway.
+The run is wired once, in order: inputs checked (:func:`check_inputs`), the endpoint
+client built (:func:`build_client`), the checkpoint opened and the session recorded, the
+run's state read back and the context built around the complete client
+(:func:`open_context`), then the pipeline with the signal handler, monitor and progress
+display beside it (:func:`_serve`), and the session's end recorded (:func:`_end_session`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
 import pluggy
 from anyio.abc import TaskGroup
 
+from .. import counters as names
 from ..checkpoint.run_files import CONFIG, SUMMARY
 from ..checkpoint.store import Store
 from ..client.protocol import LLMClient
@@ -42,13 +41,20 @@ from ..client.recording import LedgerClient
 from ..client.usage import UsageMeter
 from ..config import Config
 from ..errors import CheckpointError, ConfigError, SelfInstructError
+from ..filters import FilterChain
 from ..plugins import Plugins, make_plugin_manager
 from ..prompts import DEFAULT_TEMPLATES, select_classification_demonstrations
 from ..records import SeedTask
 from ..seeds import load_seed_tasks, resolve_seeds
+from .answer_guard import AnswerGuard
 from .context import RunContext
-from .pipeline import Resumed, run_pipeline
+from .counter_buffer import CounterBuffer
+from .failures import FailurePolicy
+from .pipeline import Pipeline, Resumed
 from .pool import Pool
+from .sessions import begin_session, public_config
+from .stop import StopGate
+from .store_calls import StoreCalls
 
 log = logging.getLogger("selfinstruct_async")
 
@@ -77,10 +83,29 @@ class RunSummary:
             f"{self.accepted}/{target} tasks in {self.run_dir}/tasks.jsonl "
             f"({self.pending} pending, {self.rejected_tasks} rejected) in {self.seconds:.1f}s"
         ]
-        rejected = {k: v for k, v in self.counters.items() if k.startswith("rejected.")}
-        for name, count in sorted(rejected.items(), key=lambda kv: -kv[1]):
-            out.append(f"  {name.removeprefix('rejected.')}: {int(count)}")
+        rejected = names.rejections(self.counters)
+        for (level, filter_name), count in sorted(rejected.items(), key=lambda kv: -kv[1]):
+            out.append(f"  {level}.{filter_name}: {int(count)}")
         return out
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything checked before the run directory is touched."""
+
+    seeds_file: Path
+    seeds: list[SeedTask]
+    plugins: Plugins
+    chain: FilterChain
+
+
+@dataclass(frozen=True)
+class Beside:
+    """What runs beside the pipeline: signal handling, the monitor, the progress display."""
+
+    handle_signals: bool = False
+    monitor: tuple[str, int] | None = None
+    progress: bool = False
 
 
 def _ledger_namespace(config: Config) -> str:
@@ -130,7 +155,9 @@ async def _open_store(run_dir: Path) -> AsyncIterator[Store]:
             await anyio.to_thread.run_sync(store.close)
 
 
-async def _stop_on_signals(ctx: RunContext, tg: TaskGroup, stopped_by: list[str]) -> None:
+async def _stop_on_signals(
+    gate: StopGate, drain_seconds: float, tg: TaskGroup, stopped_by: list[str]
+) -> None:
     """First signal: drain, then stop. Second signal: stop now."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for received in signals:
@@ -142,16 +169,16 @@ async def _stop_on_signals(ctx: RunContext, tg: TaskGroup, stopped_by: list[str]
             log.info(
                 "%s: no new requests; waiting up to %.0fs for %d in flight (again to stop now)",
                 received.name,
-                ctx.config.run.drain_seconds,
-                ctx.in_flight,
+                drain_seconds,
+                gate.in_flight,
             )
-            ctx.stop_requesting()
-            tg.start_soon(_drain, ctx, tg.cancel_scope)
+            gate.stop_requesting()
+            tg.start_soon(_drain, gate, drain_seconds, tg.cancel_scope)
 
 
-async def _drain(ctx: RunContext, scope: anyio.CancelScope) -> None:
-    with anyio.move_on_after(ctx.config.run.drain_seconds):
-        await ctx.wait_idle()
+async def _drain(gate: StopGate, drain_seconds: float, scope: anyio.CancelScope) -> None:
+    with anyio.move_on_after(drain_seconds):
+        await gate.wait_idle()
     scope.cancel()
 
 
@@ -173,171 +200,40 @@ def _write_json_atomic(path: Path, data: Any) -> None:
         ) from None
 
 
-# ---------------------------------------------------------------- sessions and provenance
-
-
-def without_userinfo(url: str) -> str:
-    """``url`` without a ``user:password@`` part: credentials never reach the run directory."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def public_config(config: Config) -> dict[str, Any]:
-    """``config.to_dict()`` as written to ``config.json`` and the sessions table."""
-    data = config.to_dict()
-    for endpoint in data.get("endpoints", []):
-        endpoint["base_url"] = without_userinfo(endpoint.get("base_url", ""))
-    return data
-
-
-def _local_model_name(model_path: str) -> str:
-    if model_path:
-        return Path(model_path).name
-    from ..client.local import default_model_path
-
-    try:
-        return default_model_path().name
-    except ConfigError:
-        return "(default model, not installed)"
-
-
-def provenance(config: dict[str, Any], seeds_file: Path | None) -> dict[str, Any]:
-    """What a session's tasks come from, from its :func:`public_config`."""
-    digest = None
-    if seeds_file is not None:
-        with contextlib.suppress(OSError):
-            digest = hashlib.sha256(seeds_file.read_bytes()).hexdigest()
-    endpoints = [e for e in config.get("endpoints", []) if e.get("base_url")]
-    found: dict[str, Any] = {
-        "seeds": str(seeds_file) if seeds_file is not None else None,
-        "seeds_resolved": str(seeds_file.resolve()) if seeds_file is not None else None,
-        "seeds_sha256": digest,
-        "endpoints": [
-            {"model": e.get("model", ""), "api": e.get("api", ""), "base_url": e["base_url"]}
-            for e in endpoints
-        ],
-    }
-    if not endpoints:
-        local = config.get("local", {})
-        api = local.get("api", "completions")
-        if config.get("endpoints") and api == "completions":
-            api = config["endpoints"][0].get("api", api)
-        found["local"] = {"model_file": _local_model_name(local.get("model_path", "")), "api": api}
-    return found
-
-
-def _models(found: dict[str, Any]) -> list[str]:
-    if found.get("endpoints"):
-        return sorted({f"model '{e['model']}'" for e in found["endpoints"]})
-    return [f"the embedded model {found.get('local', {}).get('model_file', '?')}"]
-
-
-def _apis(found: dict[str, Any]) -> list[str]:
-    if found.get("endpoints"):
-        return sorted({str(e["api"]) for e in found["endpoints"]})
-    return [str(found.get("local", {}).get("api", "completions"))]
-
-
-def _seeds_text(found: dict[str, Any]) -> str:
-    digest = found.get("seeds_sha256")
-    return f"seeds {found.get('seeds')} (sha256 {digest[:8] if digest else 'unknown'})"
-
-
-def describe_provenance(found: dict[str, Any]) -> str:
-    """``model 'a' (api completions) and seeds FILE (sha256 1234abcd)``."""
-    return f"{', '.join(_models(found))} (api {', '.join(_apis(found))}) and {_seeds_text(found)}"
-
-
-def provenance_differences(first: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What ``current`` asks for that differs from ``first``: models, APIs, seed content."""
-    differences = []
-    if _models(first) != _models(current):
-        differences.append(", ".join(_models(current)))
-    if _apis(first) != _apis(current):
-        differences.append(f"api {', '.join(_apis(current))}")
-    if first.get("seeds_sha256") and first["seeds_sha256"] != current.get("seeds_sha256"):
-        differences.append(_seeds_text(current))
-    return differences
-
-
-def _reference_session(sessions: list[dict[str, Any]], progress: int) -> dict[str, Any] | None:
-    """The first session that added anything: one that failed at once made nothing to mix."""
-    for i, session in enumerate(sessions):
-        after = sessions[i + 1]["progress_before"] if i + 1 < len(sessions) else progress
-        if after > session["progress_before"]:
-            return session
-    return None
-
-
-def _recover_first_session(store: Store, run_dir: Path) -> None:
-    """A run from before sessions were recorded: its ``config.json`` says what made it."""
-    path = run_dir / CONFIG
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-        started = path.stat().st_mtime
-    except (OSError, ValueError):
-        return
-    if not isinstance(old, dict):
-        return
-    seeds = old.get("run", {}).get("seeds", "")
-    try:
-        seeds_file: Path | None = resolve_seeds(seeds if isinstance(seeds, str) else "")
-    except SelfInstructError:
-        seeds_file = None
-    found = {**provenance(old, seeds_file), "recorded_from": CONFIG}
-    store.add_session(old, found, from_start=True, started=started)
-
-
-def begin_session(store: Store, config: Config, seeds_file: Path) -> None:
-    """Refuse a resume that would mix datasets (unless allowed); record this session."""
-    run_dir = Path(config.run.out)
-    settings = public_config(config)
-    current = provenance(settings, seeds_file)
-    progress = store.progress_mark()
-    if progress and not store.sessions():
-        _recover_first_session(store, run_dir)
-    first = _reference_session(store.sessions(), progress)
-    differences = provenance_differences(first["provenance"], current) if first else []
-    if differences:
-        was = describe_provenance(first["provenance"]) if first else ""
-        asks = " and ".join(differences)
-        if not config.run.allow_mixed:
-            raise ConfigError(
-                f"{run_dir} was generated with {was}; this session asks for {asks}; "
-                "pass --allow-mixed to add to it anyway, or use another --out"
-            )
-        log.warning("%s was generated with %s; adding tasks made with %s", run_dir, was, asks)
-    store.add_session(settings, current)
-
-
-def _check_before_opening(
-    config: Config, seeds: list[SeedTask], seeds_file: Path, monitor: tuple[str, int] | None
-) -> None:
+def check_inputs(
+    config: Config, pm: pluggy.PluginManager | None, monitor: tuple[str, int] | None
+) -> RunInputs:
     """Refusals that need no checkpoint: made before the run directory is touched."""
+    if not config.run.out:
+        raise ConfigError("run.out: no run directory given (--out RUN_DIR)")
+    seeds_file = seeds_path(config)
+    seeds = load_seed_tasks(seeds_file)
     if config.generation.classification_only and not any(s.is_classification for s in seeds):
         raise ConfigError(
             f"generation.classification_only: the seeds in {seeds_file} hold no classification task"
         )
     if monitor is not None and not 0 <= monitor[1] <= 65535:
         raise ConfigError(f"--monitor: port must be between 0 and 65535, got {monitor[1]}")
+    plugins = Plugins(pm or make_plugin_manager(config.plugins.disabled))
+    chain = plugins.build_filter_chain(
+        config.filters.settings,
+        config.filters.on_error,
+        allow_unfiltered=config.filters.allow_unfiltered,
+    )
+    return RunInputs(seeds_file, seeds, plugins, chain)
 
 
-async def _prepare(
-    config: Config,
-    store: Store,
-    seeds: list[SeedTask],
-    plugins: Plugins,
-    chain: Any,
-    client: LLMClient,
-    usage: UsageMeter,
-) -> tuple[RunContext, Resumed]:
-    """Read the run back from the checkpoint and build the run's context."""
+@dataclass(frozen=True)
+class _Saved:
+    """The run's state read back from the checkpoint."""
+
+    accepted: list[str]
+    pooled: list[str]
+    resumed: Resumed
+
+
+async def _read_back(config: Config, store: Store, usage: UsageMeter) -> _Saved:
+    """Accepted and pooled instructions, unfinished work; restores ``usage`` in place."""
     accepted = await anyio.to_thread.run_sync(store.accepted_tasks)
     resumed = Resumed(
         pending=await anyio.to_thread.run_sync(store.pending_tasks),
@@ -355,62 +251,85 @@ async def _prepare(
             len(resumed.pending),
             len(resumed.generations),
         )
+    return _Saved([t.instruction for t in accepted], pooled, resumed)
 
-    def remember_pool() -> None:
-        for instruction in [s.instruction for s in seeds] + pooled:
-            chain.remember(instruction)
 
-    await anyio.to_thread.run_sync(remember_pool)
+def _remember(chain: FilterChain, instructions: Sequence[str]) -> None:
+    for instruction in instructions:
+        chain.remember(instruction)
+
+
+async def open_context(
+    config: Config,
+    inputs: RunInputs,
+    store: Store,
+    endpoints: LLMClient,
+    usage: UsageMeter,
+) -> tuple[RunContext, Resumed]:
+    """Read the run back from the checkpoint and build the run's context, complete.
+
+    ``endpoints`` is the client that reaches the model; the stages get it wrapped in the
+    request ledger, which records every answer before anyone processes it.
+    """
+    saved = await _read_back(config, store, usage)
+    seeds = inputs.seeds
+    known = [s.instruction for s in seeds] + saved.pooled
+    await anyio.to_thread.run_sync(_remember, inputs.chain, known)
     pool = Pool(
         seeds,
-        [t.instruction for t in accepted],
+        saved.accepted,
         target=config.run.target,
-        pending=len(resumed.pending),
-        undecided=len(resumed.candidates()),
+        pending=len(saved.resumed.pending),
+        undecided=len(saved.resumed.candidates()),
         classification_only=config.generation.classification_only,
+        max_deferred=config.run.queue_size,
     )
+    counters = CounterBuffer()
+    db = StoreCalls(counters)
+    run = config.run
     ctx = RunContext(
         config=config,
         seeds=seeds,
-        client=client,  # replaced below by the ledger that wraps it
-        store=store,
-        chain=chain,
-        plugins=plugins,
-        pool=pool,
-        templates=plugins.prompt_templates(DEFAULT_TEMPLATES),
+        templates=inputs.plugins.prompt_templates(DEFAULT_TEMPLATES),
         classification_demonstrations=select_classification_demonstrations(
             seeds, config.classification.demonstrations
         ),
+        client=LedgerClient(endpoints, store, db, counters.count, _ledger_namespace(config)),
+        store=store,
+        db=db,
+        counters=counters,
+        chain=inputs.chain,
+        plugins=inputs.plugins,
+        pool=pool,
+        gate=StopGate(),
+        failures=FailurePolicy(),
+        guard=AnswerGuard(run.max_useless_streak, run.max_useless_share, run.useless_window),
         usage=usage,
+        started=time.time(),
     )
-    ctx.client = LedgerClient(client, store, ctx.db, ctx.count, _ledger_namespace(config))
-    return ctx, resumed
+    return ctx, saved.resumed
 
 
-async def _serve(
-    ctx: RunContext,
-    resumed: Resumed,
-    *,
-    handle_signals: bool,
-    monitor: tuple[str, int] | None,
-    progress: bool,
-    stopped_by: list[str],
-) -> None:
+async def _serve(ctx: RunContext, resumed: Resumed, beside: Beside, stopped_by: list[str]) -> None:
     """The pipeline, with the signal handler, monitor and progress display beside it."""
-    async with anyio.create_task_group() as tg:
-        if handle_signals:
-            tg.start_soon(_stop_on_signals, ctx, tg, stopped_by)
-        if monitor is not None:
+    async with Pipeline(ctx, resumed) as pipeline, anyio.create_task_group() as tg:
+
+        def status() -> dict[str, Any]:
+            return ctx.status(pipeline.queue_depths())
+
+        if beside.handle_signals:
+            tg.start_soon(_stop_on_signals, ctx.gate, ctx.config.run.drain_seconds, tg, stopped_by)
+        if beside.monitor is not None:
             from ..observe.monitor import serve_monitor
 
-            host, port = monitor
-            url = await tg.start(partial(serve_monitor, ctx.status, host=host, port=port))
+            host, port = beside.monitor
+            url = await tg.start(partial(serve_monitor, status, host=host, port=port))
             log.info("monitor on %s (/healthz, /status, /metrics)", url)
-        if progress:
+        if beside.progress:
             from ..observe.progress import show_progress
 
-            tg.start_soon(partial(show_progress, ctx.status))
-        await run_pipeline(ctx, resumed)
+            tg.start_soon(partial(show_progress, status))
+        await pipeline.run()
         tg.cancel_scope.cancel()
 
 
@@ -457,6 +376,35 @@ async def _end_session(
     return summary
 
 
+async def _run_session(
+    config: Config,
+    inputs: RunInputs,
+    client: LLMClient,
+    usage: UsageMeter,
+    beside: Beside,
+    started: float,
+) -> RunSummary:
+    """One session on the run directory, from recording it to writing ``summary.json``."""
+    run_dir = Path(config.run.out)
+    async with _open_store(run_dir) as store:
+        await anyio.to_thread.run_sync(begin_session, store, config, inputs.seeds_file)
+        await anyio.to_thread.run_sync(_write_json_atomic, run_dir / CONFIG, public_config(config))
+        counters_before = await anyio.to_thread.run_sync(store.counters)
+        ctx, resumed = await open_context(config, inputs, store, client, usage)
+        stopped_by: list[str] = []
+        ending = partial(_end_session, ctx, started, stopped_by, counters_before)
+        try:
+            await _serve(ctx, resumed, beside, stopped_by)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await ending(failing=True)
+            raise
+        with anyio.CancelScope(shield=True):
+            summary = await ending(failing=False)
+    assert summary is not None  # only a failing end returns None, and that one re-raised
+    return summary
+
+
 async def run(
     config: Config,
     *,
@@ -473,53 +421,17 @@ async def run(
     signal stops at once. Either way everything committed stays consistent.
     """
     started = time.monotonic()
-    if not config.run.out:
-        raise ConfigError("run.out: no run directory given (--out RUN_DIR)")
-    run_dir = Path(config.run.out)
-    seeds_file = seeds_path(config)
-    seeds = load_seed_tasks(seeds_file)
-    _check_before_opening(config, seeds, seeds_file, monitor)
-    plugins = Plugins(pm or make_plugin_manager(config.plugins.disabled))
-    chain = plugins.build_filter_chain(
-        config.filters.settings,
-        config.filters.on_error,
-        allow_unfiltered=config.filters.allow_unfiltered,
-    )
+    inputs = check_inputs(config, pm, monitor)
     owns_client = client is None
     usage = UsageMeter()
     if client is None:
         client = build_client(config, usage)
     else:
         usage = getattr(client, "usage", None) or usage
-
+    beside = Beside(handle_signals, monitor, progress)
     try:
-        async with _open_store(run_dir) as store:
-            await anyio.to_thread.run_sync(begin_session, store, config, seeds_file)
-            await anyio.to_thread.run_sync(
-                _write_json_atomic, run_dir / CONFIG, public_config(config)
-            )
-            counters_before = await anyio.to_thread.run_sync(store.counters)
-            ctx, resumed = await _prepare(config, store, seeds, plugins, chain, client, usage)
-            stopped_by: list[str] = []
-            ending = partial(_end_session, ctx, started, stopped_by, counters_before)
-            try:
-                await _serve(
-                    ctx,
-                    resumed,
-                    handle_signals=handle_signals,
-                    monitor=monitor,
-                    progress=progress,
-                    stopped_by=stopped_by,
-                )
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await ending(failing=True)
-                raise
-            with anyio.CancelScope(shield=True):
-                summary = await ending(failing=False)
+        return await _run_session(config, inputs, client, usage, beside, started)
     finally:
         if owns_client:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
-    assert summary is not None  # only a failing end returns None, and that one re-raised
-    return summary

@@ -1,20 +1,21 @@
-"""Watching for candidates the tokenizer cannot see, which the filter would never reject."""
+"""Watching for candidates the tokenizer cannot see, which the similarity filter never rejects.
+
+ROUGE-L scores a text with no tokens 0 against everything, so when the tokenizer does not
+fit the language (rouge-score's ASCII-only rule on Chinese, say) duplicates pass the
+filter silently. :class:`EmptyTokensMonitor` counts such candidates as the index sees
+them and raises :class:`~selfinstruct_async.errors.EmptyTokensError` (or warns) once they
+are a real share of the recent ones. Formerly ``empty.py``: the name says what is empty.
+"""
 
 from __future__ import annotations
 
 import warnings
 from collections import deque
-from typing import Literal
 
-from ..errors import SelfInstructError
+from ..errors import EmptyTokensError
+from .settings import OnEmpty, check_on_empty
 
 __all__ = ["EmptyTokensError", "EmptyTokensMonitor", "EmptyTokensWarning", "OnEmpty"]
-
-OnEmpty = Literal["error", "warn", "ignore"]
-
-
-class EmptyTokensError(SelfInstructError, ValueError):
-    """Too many candidates tokenize to nothing: the filter cannot see them."""
 
 
 class EmptyTokensWarning(UserWarning):
@@ -39,8 +40,7 @@ class EmptyTokensMonitor:
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
-        if on_empty not in ("error", "warn", "ignore"):
-            raise ValueError(f"on_empty must be 'error', 'warn' or 'ignore', not {on_empty!r}")
+        check_on_empty(on_empty, key="on_empty")
         self.tokenizer_name = tokenizer_name
         self.window = window
         self.max_share = max_share

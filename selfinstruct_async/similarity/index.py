@@ -26,7 +26,8 @@ from rapidfuzz.distance import LCSseq
 from ..errors import SelfInstructError
 from .bounds import NEVER, Needs, f_from_lcs, f_vector, need_by_length
 from .buckets import TokenBuckets
-from .empty_tokens import EmptyTokensMonitor, OnEmpty
+from .empty_tokens import EmptyTokensMonitor
+from .settings import OnEmpty, SimilaritySettings, check_threshold
 from .tokenizers import Tokenizer, get_tokenizer
 
 __all__ = ["IndexStats", "SimilarityIndex", "SimilarityMetadata"]
@@ -66,13 +67,6 @@ class SimilarityMetadata:
     mean: float
 
 
-def _check_threshold(threshold: float) -> float:
-    t = float(threshold)
-    if not 0.0 <= t <= 1.0:  # also rejects NaN
-        raise ValueError(f"threshold must be between 0 and 1, not {threshold!r}")
-    return t
-
-
 class SimilarityIndex:
     """A pool of texts answering exact ROUGE-L queries (rouge-score's rougeL F-measure).
 
@@ -97,7 +91,7 @@ class SimilarityIndex:
         block: int = 1 << 16,
     ) -> None:
         self.tokenizer = get_tokenizer(tokenizer)
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.monitor = EmptyTokensMonitor(
             self.tokenizer.name, empty_window, max_empty_share, on_empty
         )
@@ -110,6 +104,11 @@ class SimilarityIndex:
         self._last_query: tuple[str | None, list[str]] = (None, [])
         self._scan_below = max(0, scan_below)
         self._buckets = TokenBuckets(block)
+
+    @classmethod
+    def from_settings(cls, settings: SimilaritySettings) -> SimilarityIndex:
+        """The index the similarity filter (and ``dedup``) configure with these settings."""
+        return cls(settings.tokenizer, settings.threshold, on_empty=settings.on_empty)
 
     # -- building -------------------------------------------------------------------------
 
@@ -179,7 +178,7 @@ class SimilarityIndex:
         Exact: None means no pool item scores above the threshold. The item returned is the
         first found, not necessarily the most similar (use ``most_similar`` for that).
         """
-        t = self.threshold if threshold is None else _check_threshold(threshold)
+        t = self.threshold if threshold is None else check_threshold(threshold)
         tokens = self._query_tokens(text)
         if not tokens or not self._texts:
             return None

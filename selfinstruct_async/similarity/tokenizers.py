@@ -123,14 +123,22 @@ def tokenizer_names() -> list[str]:
     return sorted(_TOKENIZERS)
 
 
+def check_tokenizer(name: str, key: str = "tokenizer") -> str:
+    """``name`` when :func:`get_tokenizer` knows it; else ``ValueError`` naming ``key``.
+
+    The rule :class:`~.settings.SimilaritySettings` and ``dedup --tokenizer`` share.
+    """
+    if name not in _TOKENIZERS:
+        choices = ", ".join(repr(n) for n in tokenizer_names())
+        problem = f"must be one of {choices}, not {name!r}"
+        raise ValueError(f"{key} {problem}" if key else problem)
+    return name
+
+
 def get_tokenizer(tokenizer: str | Tokenizer) -> Tokenizer:
     """Resolve a tokenizer name (``"rouge"``, ``"unicode"``) or pass a Tokenizer through."""
     if isinstance(tokenizer, str):
-        try:
-            return _TOKENIZERS[tokenizer]()
-        except KeyError:
-            known = ", ".join(repr(n) for n in tokenizer_names())
-            raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {known}") from None
+        return _TOKENIZERS[check_tokenizer(tokenizer)]()
     if not isinstance(tokenizer, Tokenizer):
         raise TypeError(f"{tokenizer!r} has no 'name' and 'tokenize(text)'; not a Tokenizer")
     return tokenizer

@@ -24,9 +24,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .server import ANSWER_MODES, SimulatorSettings, echo_respond, running_simulator
-
-_FAULTS = ("5xx", "reset", "hang", "malformed", "empty", "truncate", "429", "huge")
+from .server import running_simulator
+from .settings import ANSWER_MODES, FAULTS, SimulatorSettings, echo_respond
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,13 +35,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    _add_limit_options(p)
+    _add_fault_options(p)
+    _add_answer_options(p)
+    return p
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    """Rate limits and latency: how a healthy provider paces its clients."""
     p.add_argument("--rpm", type=float, default=None, help="requests per minute (default: none)")
     p.add_argument("--tpm", type=float, default=None, help="tokens per minute (default: none)")
     p.add_argument("--window", type=float, default=1.0, help="seconds of burst the limits allow")
     p.add_argument("--no-rate-limit-headers", action="store_true", help="omit x-ratelimit-*")
     p.add_argument("--latency", type=float, default=0.0, help="median latency in seconds")
     p.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma (0: fixed)")
-    for fault in _FAULTS:
+
+
+def _add_fault_options(p: argparse.ArgumentParser) -> None:
+    """Injected faults and a hostile provider's habits: long waits, huge bodies, outages."""
+    for fault in FAULTS:
         p.add_argument(f"--fault-{fault}", type=float, default=0.0, metavar="P")
     p.add_argument("--hang-seconds", type=float, default=3600.0)
     p.add_argument(
@@ -72,12 +83,6 @@ def _parser() -> argparse.ArgumentParser:
         help="pause between 64 KiB pieces of a huge body",
     )
     p.add_argument(
-        "--answers",
-        choices=ANSWER_MODES,
-        default="normal",
-        help="useless answers: the prompt echoed back, null text, or empty text",
-    )
-    p.add_argument(
         "--outage-after",
         type=int,
         default=None,
@@ -85,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
         help="after N successful answers, answer 503 for --outage-seconds",
     )
     p.add_argument("--outage-seconds", type=float, default=5.0, metavar="S")
+
+
+def _add_answer_options(p: argparse.ArgumentParser) -> None:
+    """What the provider answers, and to whom."""
+    p.add_argument(
+        "--answers",
+        choices=ANSWER_MODES,
+        default="normal",
+        help="useless answers: the prompt echoed back, null text, or empty text",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="sim-model")
     p.add_argument(
@@ -98,7 +113,6 @@ def _parser() -> argparse.ArgumentParser:
         default="self-instruct",
         help="answers that follow our prompts (default) or the prompt's first words",
     )
-    return p
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:

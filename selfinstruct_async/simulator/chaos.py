@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import counters
 from ..checkpoint.store import Store
 from ..similarity import SimilarityIndex
 from .process import served, simulator_process
@@ -140,9 +141,7 @@ def audit(out: Path, report: ChaosReport, threshold: float = 0.7) -> None:
         committed = [t.id for t in store.accepted_tasks()]
         pooled = store.pooled_instructions()
         report.answers_recorded = int(store.db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
-        report.answers_reused = int(
-            sum(v for k, v in store.counters().items() if k.startswith("ledger.reused."))
-        )
+        report.answers_reused = int(counters.ledger_reused_total(store.counters()))
     report.jsonl_mismatch = sum(a != b for a, b in zip(ids, committed, strict=False)) + abs(
         len(ids) - len(committed)
     )

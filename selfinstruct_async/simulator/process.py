@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,28 +14,34 @@ from typing import Any
 
 @contextmanager
 def simulator_process(*args: str) -> Iterator[str]:
-    """Run ``python -m selfinstruct_async.simulator`` on a free port; yield its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready = process.stdout.readline()  # "listening on URL" once it accepts requests
-        if not ready.startswith("listening on "):
-            process.kill()
-            _, errors = process.communicate()
-            raise RuntimeError(f"simulator did not start: {ready}{errors[-500:]}")
-        yield ready.removeprefix("listening on ").strip()
-    finally:
-        process.terminate()
+    """Run ``python -m selfinstruct_async.simulator`` on a free port; yield its base URL.
+
+    Its stderr goes to a temporary file, not a pipe: a pipe nobody reads fills up after a
+    few dozen logged lines and freezes the simulator, and every client with it.
+    """
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "selfinstruct_async.simulator", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
         try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert process.stdout is not None
+            ready = process.stdout.readline()  # "listening on URL" once it accepts requests
+            if not ready.startswith("listening on "):
+                process.kill()
+                process.wait()
+                errors.seek(0)
+                raise RuntimeError(f"simulator did not start: {ready}{errors.read()[-500:]}")
+            yield ready.removeprefix("listening on ").strip()
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def stats(base_url: str) -> dict[str, Any]:

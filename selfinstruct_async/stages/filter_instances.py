@@ -6,6 +6,7 @@ import json
 
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .. import counters as names
 from ..filters import InstanceContext
 from ..records import Instance, PendingTask, RejectionRecord, Task
 from ..run.context import RunContext
@@ -32,7 +33,7 @@ async def filter_instances(
                 if rejection is None:
                     kept.append(instance)
                     continue
-                ctx.count(f"rejected.instance.{rejection.filter}")
+                ctx.count(names.rejected("instance", rejection.filter))
                 rejections.append(
                     RejectionRecord(
                         level="instance",
@@ -45,13 +46,13 @@ async def filter_instances(
             accepted = None
             if kept:
                 accepted = Task(task.id, task.instruction, is_classification, tuple(kept))
-                ctx.count("tasks.accepted")
-                ctx.count("instances.accepted", len(kept))
+                ctx.count(names.TASKS_ACCEPTED)
+                ctx.count(names.INSTANCES_ACCEPTED, len(kept))
             else:
                 reason = f"all {len(instances)} generated instances were filtered out"
                 if not instances:
                     reason = "no instance could be parsed from the response"
-                ctx.count(f"rejected.task.{NO_INSTANCES}")
+                ctx.count(names.rejected("task", NO_INSTANCES))
                 rejections.append(
                     RejectionRecord("task", NO_INSTANCES, reason, task.instruction, task.id)
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import counters as names
 from ..records import Candidate, PendingTask, RejectionRecord
 from ..run.context import RunContext
 
@@ -36,14 +37,14 @@ async def _decide(
             text=candidate.instruction,
             task_id=candidate.id,
         )
-        ctx.count(f"rejected.instruction.{rejection.filter}")
+        ctx.count(names.rejected("instruction", rejection.filter))
         await ctx.db(ctx.store.add_rejections, [record], ctx.take_counters())
         ctx.pool.decided(False)
         ctx.plugins.candidate_rejected(record)
         return
     pending = PendingTask(id=candidate.id, instruction=candidate.instruction)
     ctx.chain.remember(candidate.instruction)
-    ctx.count("instructions.accepted")
+    ctx.count(names.INSTRUCTIONS_ACCEPTED)
     await ctx.db(ctx.store.add_pending, pending, candidate.request_no)
     ctx.pool.decided(True)
     await send.send(pending)

@@ -12,20 +12,27 @@ import random
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import counters as names
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt, select_instance_demonstrations
 from ..records import Instance, PendingTask
-from ..run.context import REQUEST_REFUSED, RequestFailed, RunContext
+from ..run.context import RunContext
+from ..run.failures import REQUEST_REFUSED, RequestFailed
+from ..run.retry_queue import RetryQueue
 
-STAGE = "generate_instances"
+STAGE = names.GENERATE_INSTANCES
 
 
 async def generate_instances(
     ctx: RunContext,
     receive: MemoryObjectReceiveStream[PendingTask],
     send: MemoryObjectSendStream[tuple[PendingTask, tuple[Instance, ...]]],
+    retry: RetryQueue[PendingTask],
 ) -> None:
-    """Ask for up to ``max_instances`` instances of each task and pass them on unfiltered."""
+    """Ask for up to ``max_instances`` instances of each task and pass them on unfiltered.
+
+    A task whose request failed goes to ``retry``, which sends it back later.
+    """
     cfg = ctx.config.instances
     async with receive, send:
         async for task in receive:
@@ -46,7 +53,7 @@ async def generate_instances(
                 if result.permanent:
                     await ctx.reject_task(task, REQUEST_REFUSED, result.reason())
                 else:
-                    ctx.defer(STAGE, task)
+                    ctx.defer(retry, task)
                 continue
             instances = parse_instances(
                 result.text,
@@ -56,5 +63,5 @@ async def generate_instances(
                 templates=ctx.templates,
             )
             ctx.answered(STAGE, bool(instances), result.text)
-            ctx.count("instances.generated", len(instances))
+            ctx.count(names.INSTANCES_GENERATED, len(instances))
             await send.send((task, tuple(instances)))

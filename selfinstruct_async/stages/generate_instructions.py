@@ -10,12 +10,14 @@ import random
 
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .. import counters as names
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
 from ..records import Candidate
-from ..run.context import RequestFailed, RunContext
+from ..run.context import RunContext
+from ..run.failures import RequestFailed
 
-STAGE = "generate_instructions"
+STAGE = names.GENERATE_INSTRUCTIONS
 
 
 def request_rng(run_seed: int, request_no: int) -> random.Random:
@@ -51,9 +53,9 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
                 ctx.pool.end_generation(len(items))
             if isinstance(result, RequestFailed):
                 continue
-            ctx.count("instructions.generated", len(items))
+            ctx.count(names.INSTRUCTIONS_GENERATED, len(items))
             if not items:
-                ctx.count("instructions.unparseable_responses")
+                ctx.count(names.INSTRUCTIONS_UNPARSEABLE)
             ctx.answered(STAGE, bool(items), result.text)
             await ctx.db(ctx.store.add_generation, request_no, items)
             for candidate in candidates_of(request_no, items):

@@ -14,13 +14,16 @@ from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import counters as names
 from ..parsing import parse_classification
 from ..prompts import build_classification_prompt
 from ..records import PendingTask
 from ..run.answer_guard import quote_sample
-from ..run.context import REQUEST_REFUSED, RequestFailed, RunContext
+from ..run.context import RunContext
+from ..run.failures import REQUEST_REFUSED, RequestFailed
+from ..run.retry_queue import RetryQueue
 
-STAGE = "identify_classification"
+STAGE = names.IDENTIFY_CLASSIFICATION
 UNREADABLE = "unreadable_classification"
 MAX_TRIES = 3
 
@@ -29,17 +32,21 @@ async def identify_classification(
     ctx: RunContext,
     receive: MemoryObjectReceiveStream[PendingTask],
     send: MemoryObjectSendStream[PendingTask],
+    retry: RetryQueue[PendingTask],
 ) -> None:
-    """Label each pending task from the model's yes or no; pass on only labelled tasks."""
+    """Label each pending task from the model's yes or no; pass on only labelled tasks.
+
+    A task whose request failed, or whose answer was unreadable, goes to ``retry``.
+    """
     async with receive, send:
         async for task in receive:
             if task.is_classification is None:
-                answer = await _classify(ctx, task)
+                answer = await _classify(ctx, task, retry)
                 if answer is None:
                     continue  # deferred or rejected: nothing to pass on now
                 await ctx.db(ctx.store.set_classification, task.id, answer)
                 # Counted once stored: a run cancelled in between must not count a lost label.
-                ctx.count("classification.yes" if answer else "classification.no")
+                ctx.count(names.classification(answer))
                 task = replace(task, is_classification=answer)
             await send.send(task)
 
@@ -52,7 +59,9 @@ def demonstrations_for(ctx: RunContext, task: PendingTask, tries: int) -> list[t
     return demonstrations
 
 
-async def _classify(ctx: RunContext, task: PendingTask) -> bool | None:
+async def _classify(
+    ctx: RunContext, task: PendingTask, retry: RetryQueue[PendingTask]
+) -> bool | None:
     """The model's label, or ``None`` when the task was deferred or rejected instead."""
     tries = ctx.useless_tries.get(task.id, 0)
     prompt = build_classification_prompt(
@@ -63,14 +72,14 @@ async def _classify(ctx: RunContext, task: PendingTask) -> bool | None:
         if result.permanent:
             await ctx.reject_task(task, REQUEST_REFUSED, result.reason())
         else:
-            ctx.defer(STAGE, task)
+            ctx.defer(retry, task)
         return None
     answer = parse_classification(result.text)
     ctx.answered(STAGE, answer is not None, result.text)
     if answer is not None:
         ctx.useless_tries.pop(task.id, None)
         return answer
-    ctx.count("classification.unparseable")
+    ctx.count(names.classification(None))
     tries += 1
     if tries >= MAX_TRIES:
         reason = (
@@ -80,5 +89,5 @@ async def _classify(ctx: RunContext, task: PendingTask) -> bool | None:
         await ctx.reject_task(task, UNREADABLE, reason)
     else:
         ctx.useless_tries[task.id] = tries
-        ctx.defer(STAGE, task, failed=False)
+        ctx.defer(retry, task, failed=False)
     return None

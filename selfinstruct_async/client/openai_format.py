@@ -1,0 +1,106 @@
+"""The OpenAI completions / chat wire format: request bodies out, :class:`Completion` in.
+
+Both backends speak it: :mod:`~selfinstruct_async.client.http` sends these bodies to
+``/v1/completions`` and ``/v1/chat/completions``, and
+:mod:`~selfinstruct_async.client.local` hands the same fields to llama-cpp-python, whose
+``create_completion`` / ``create_chat_completion`` take and return the same shapes. A
+field the request gains (a sampling parameter, say) is mapped here once for both.
+
+Parsing is strict about what it uses and ignores the rest: a body that is not JSON, has
+no ``choices`` list or a choice with a non-string text is ``MALFORMED``, and an empty
+``choices`` list is ``EMPTY``; both come back as a :class:`~.retry.Failure` (retryable),
+never as an exception, so the caller decides what a bad answer costs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .protocol import Api, Choice, Completion, CompletionRequest, Usage
+from .retry import Failure, FailureKind
+
+
+def api_of(chat: bool) -> Api:
+    """The endpoint kind: ``"chat"`` or ``"completions"``."""
+    return "chat" if chat else "completions"
+
+
+def prompt_fields(request: CompletionRequest, *, chat: bool) -> dict[str, Any]:
+    """``messages`` (the system message first, when there is one) or ``prompt``."""
+    if not chat:
+        return {"prompt": request.prompt}
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages.append({"role": "user", "content": request.prompt})
+    return {"messages": messages}
+
+
+def generation_fields(request: CompletionRequest) -> dict[str, Any]:
+    """``max_tokens`` and the sampling parameters, as both APIs name them."""
+    return {"max_tokens": request.max_tokens, **request.sampling()}
+
+
+def request_body(request: CompletionRequest, model: str, *, chat: bool) -> dict[str, Any]:
+    """The JSON body of an OpenAI-style completions or chat request."""
+    body: dict[str, Any] = {"model": model}
+    body.update(prompt_fields(request, chat=chat))
+    body.update(generation_fields(request), n=request.n)
+    stop = request.stop_for(api_of(chat))
+    if stop:
+        body["stop"] = list(stop)
+    return body
+
+
+def parse_completion(body: bytes, *, chat: bool) -> Completion | Failure:
+    """Parse a 2xx body; malformed JSON and empty ``choices`` come back as a Failure."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Failure(FailureKind.MALFORMED, f"malformed JSON body: {exc}", 200)
+    return parse_payload(payload, chat=chat)
+
+
+def parse_payload(payload: Any, *, chat: bool) -> Completion | Failure:
+    """A decoded answer as a :class:`Completion`: choices in ``index`` order, usage, model.
+
+    A ``null`` text or content is the empty string. Usage the answer does not state
+    correctly (missing, negative, not integers) is left at zero for the caller to estimate.
+    """
+    if not isinstance(payload, dict):
+        return Failure(FailureKind.MALFORMED, "JSON body is not an object", 200)
+    raw_choices = payload.get("choices")
+    if not isinstance(raw_choices, list):
+        return Failure(FailureKind.MALFORMED, "JSON body has no 'choices' list", 200)
+    if not raw_choices:
+        return Failure(FailureKind.EMPTY, "answer has no choices", 200)
+    ordered: list[tuple[int, Choice]] = []
+    for position, raw in enumerate(raw_choices):
+        if not isinstance(raw, dict):
+            return Failure(FailureKind.MALFORMED, "a choice is not an object", 200)
+        if chat:
+            message = raw.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+        else:
+            text = raw.get("text")
+        if text is None:
+            text = ""
+        finish = raw.get("finish_reason")
+        if not isinstance(text, str) or not (finish is None or isinstance(finish, str)):
+            return Failure(FailureKind.MALFORMED, "a choice has a non-string field", 200)
+        index = raw.get("index")
+        ordered.append((index if isinstance(index, int) else position, Choice(text, finish)))
+    ordered.sort(key=lambda pair: pair[0])
+    model = payload.get("model")
+    return Completion(
+        tuple(c for _, c in ordered),
+        _usage(payload.get("usage")),
+        model if isinstance(model, str) else "",
+    )
+
+
+def _usage(raw: Any) -> Usage:
+    if isinstance(raw, dict):
+        p, c = raw.get("prompt_tokens"), raw.get("completion_tokens")
+        if isinstance(p, int) and isinstance(c, int) and p >= 0 and c >= 0:
+            return Usage(p, c)
+    return Usage()

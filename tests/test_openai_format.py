@@ -1,0 +1,136 @@
+"""client/openai_format: the one mapping of requests to OpenAI bodies and of answers back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from selfinstruct_async.client.openai_format import (
+    generation_fields,
+    parse_completion,
+    parse_payload,
+    request_body,
+)
+from selfinstruct_async.client.protocol import SAMPLING_PARAMETERS, Completion, CompletionRequest
+from selfinstruct_async.client.retry import Failure, FailureKind
+from selfinstruct_async.client.tokens import count_tokens, prompt_tokens
+from selfinstruct_async.simulator.server import SimulatorHandle
+
+REQUEST = CompletionRequest(
+    stage="generate_instructions",
+    prompt="1. Name a colour.\n2.",
+    system="Continue the list.",
+    max_tokens=64,
+    temperature=0.7,
+    top_p=0.5,
+    presence_penalty=2.0,
+    frequency_penalty=-0.25,
+    stop=("\n\n", "\n3."),
+    chat_stop=("\n3.",),
+    n=2,
+)
+
+
+def test_a_completions_body_carries_the_prompt_sampling_n_and_the_completion_stops() -> None:
+    body = request_body(REQUEST, "m-1", chat=False)
+
+    assert body["model"] == "m-1" and body["prompt"] == REQUEST.prompt
+    assert "messages" not in body and "system" not in json.dumps(body)
+    assert body["max_tokens"] == REQUEST.max_tokens and body["n"] == REQUEST.n
+    assert {name: body[name] for name in SAMPLING_PARAMETERS} == REQUEST.sampling()
+    assert body["stop"] == list(REQUEST.stop)
+
+
+def test_a_chat_body_sends_the_system_message_first_and_the_chat_stops() -> None:
+    body = request_body(REQUEST, "m-1", chat=True)
+
+    assert body["messages"] == [
+        {"role": "system", "content": REQUEST.system},
+        {"role": "user", "content": REQUEST.prompt},
+    ]
+    assert "prompt" not in body
+    assert body["stop"] == list(REQUEST.chat_stop or ())
+    assert {name: body[name] for name in SAMPLING_PARAMETERS} == REQUEST.sampling()
+
+
+def test_a_request_without_stops_or_system_sends_neither() -> None:
+    bare = replace(REQUEST, system="", stop=(), chat_stop=None)
+
+    assert "stop" not in request_body(bare, "m", chat=False)
+    chat = request_body(bare, "m", chat=True)
+    assert "stop" not in chat
+    assert chat["messages"] == [{"role": "user", "content": bare.prompt}]
+
+
+@pytest.mark.parametrize("name", SAMPLING_PARAMETERS)
+def test_each_sampling_parameter_reaches_both_backends_fields(name: str) -> None:
+    change: dict[str, Any] = {name: 0.125}
+    changed = replace(REQUEST, **change)
+
+    # The HTTP body and the llama.cpp options are built from the same fields.
+    assert generation_fields(changed)[name] == 0.125
+    assert request_body(changed, "m", chat=False)[name] == 0.125
+    assert generation_fields(REQUEST)[name] != 0.125
+
+
+def test_usage_the_answer_misstates_is_left_at_zero_and_a_non_string_model_is_empty() -> None:
+    choice = {"text": "red", "finish_reason": "stop"}
+    for usage in (None, {"prompt_tokens": -1, "completion_tokens": 3}, {"prompt_tokens": "9"}):
+        parsed = parse_payload({"choices": [choice], "usage": usage, "model": 7}, chat=False)
+        assert isinstance(parsed, Completion)
+        assert parsed.usage.total_tokens == 0 and parsed.model == ""
+    stated = {"prompt_tokens": 11, "completion_tokens": 4}
+    parsed = parse_payload({"choices": [choice], "usage": stated, "model": "m"}, chat=False)
+    assert isinstance(parsed, Completion)
+    assert (parsed.usage.prompt_tokens, parsed.usage.completion_tokens, parsed.model) == (
+        11,
+        4,
+        "m",
+    )
+
+
+def test_a_chat_answer_read_as_completions_has_no_text_and_the_reverse_too() -> None:
+    chat_choice: dict[str, Any] = {"message": {"content": "red"}, "finish_reason": "stop"}
+    text_choice: dict[str, Any] = {"text": "red", "finish_reason": "stop"}
+
+    for choice, chat in ((chat_choice, True), (text_choice, False)):
+        right = parse_payload({"choices": [choice]}, chat=chat)
+        wrong = parse_payload({"choices": [choice]}, chat=not chat)
+        assert isinstance(right, Completion) and right.text == "red"
+        assert isinstance(wrong, Completion) and wrong.text == ""
+
+
+def test_malformed_and_empty_answers_are_failures_not_exceptions() -> None:
+    assert isinstance(parse_completion(b"\xff\xfe", chat=False), Failure)
+    empty = parse_payload({"choices": []}, chat=True)
+    assert isinstance(empty, Failure) and empty.kind is FailureKind.EMPTY
+    bad = parse_payload({"choices": [{"message": {"content": 3}}]}, chat=True)
+    assert isinstance(bad, Failure) and bad.kind is FailureKind.MALFORMED
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chat", [False, True])
+async def test_bodies_built_here_are_answered_by_a_provider_and_parse_back(
+    simulator: SimulatorHandle, chat: bool
+) -> None:
+    path = "chat/completions" if chat else "completions"
+    body = request_body(REQUEST, "sim-model", chat=chat)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{simulator.base_url}/{path}", json=body) as response,
+    ):
+        assert response.status == 200
+        raw = await response.read()
+
+    parsed = parse_completion(raw, chat=chat)
+
+    assert isinstance(parsed, Completion)
+    assert len(parsed.choices) == REQUEST.n and parsed.model == "sim-model"
+    assert all(choice.text for choice in parsed.choices)
+    expected_prompt = prompt_tokens(REQUEST.prompt, REQUEST.system if chat else "", chat=chat)
+    assert parsed.usage.prompt_tokens == expected_prompt == simulator.stats.prompt_tokens
+    assert parsed.usage.completion_tokens == sum(count_tokens(c.text) for c in parsed.choices)
