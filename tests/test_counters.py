@@ -149,6 +149,45 @@ async def test_counters_taken_for_a_commit_that_fails_ride_along_with_the_next_o
     assert buffer.take() == {}
 
 
+async def test_a_decision_whose_commit_never_happens_is_never_counted(tmp_path: Path) -> None:
+    buffer = CounterBuffer()
+    db = StoreCalls(buffer)
+    buffer.count(names.requests(names.GENERATE_INSTANCES))
+    accepted = {names.TASKS_ACCEPTED: 1, names.INSTANCES_ACCEPTED: 3}
+
+    def full_disk(counters: TakenCounters) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with Store(tmp_path / "run") as store:
+        with pytest.raises(sqlite3.OperationalError):
+            await db(full_disk, buffer.take(accepted))
+        await db(store.add_counters, buffer.take())
+        written = store.counters()
+    # The request happened and is counted; the task it was for was never accepted.
+    assert written == {names.requests(names.GENERATE_INSTANCES): 1}
+    assert buffer.totals[names.TASKS_ACCEPTED] == 0
+
+
+async def test_an_interrupted_run_counts_exactly_the_decisions_its_checkpoint_holds(
+    provider: SimulatorHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    await interrupted_run(provider, out)
+    with Store(out, read_only=True) as store:
+        written = store.counters()
+        by_status = store.count_by_status()
+        instruction_rejections = store.db.execute(
+            "SELECT COUNT(*) FROM rejections WHERE level = 'instruction'"
+        ).fetchone()[0]
+    lines = (out / "tasks.jsonl").read_text().splitlines()
+    assert written.get(names.TASKS_ACCEPTED, 0) == by_status["accepted"] == len(lines)
+    assert written.get(names.INSTRUCTIONS_ACCEPTED, 0) == sum(by_status.values())
+    rejected = names.rejections(written)
+    assert sum(n for (level, _), n in rejected.items() if level == "instruction") == (
+        instruction_rejections
+    )
+
+
 async def interrupted_run(provider: SimulatorHandle, out: Path) -> None:
     """A run cut off mid-way: candidates and tasks are still under way when it stops."""
     config = make_config(provider, out, target=40)

@@ -111,7 +111,8 @@ async def test_run_reaches_the_target_with_well_formed_tasks(
     # every one that was decided.
     blacklisted = re.compile(r"\b(image|graph|picture|file|map|draw|plot|go to)s?\b", re.I)
     assert not any(blacklisted.search(text) for text in pooled)
-    assert "blacklist" in refused.values() or not any(map(blacklisted.search, refused))
+    cheaper = {"control_characters", "leading_character", "word_count", "blacklist"}
+    assert all(name in cheaper for text, name in refused.items() if blacklisted.search(text))
     assert not any(len(text.split()) <= 3 for text in pooled)
     assert any(name.startswith("instruction/") for name in rejections)
     assert any(name.startswith("instance/") for name in rejections)

@@ -284,14 +284,17 @@ class Store:
         except sqlite3.Error as e:
             raise self._write_error("write the checkpoint", e) from None
 
-    def add_pending(self, task: PendingTask, request_no: int) -> None:
-        """Record an instruction that passed the instruction filters."""
+    def add_pending(
+        self, task: PendingTask, request_no: int, counters: Mapping[str, float] | None = None
+    ) -> None:
+        """Record an instruction that passed the instruction filters, with its counters."""
         with self._transaction():
             self.db.execute(
                 "INSERT INTO instructions (id, instruction, status, request_no, created) "
                 "VALUES (?, ?, 'pending', ?, ?)",
                 (task.id, task.instruction, request_no, time.time()),
             )
+            self._add_counters(counters or {})
 
     def set_classification(self, task_id: str, is_classification: bool) -> None:
         self._execute(

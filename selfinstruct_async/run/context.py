@@ -65,9 +65,10 @@ class RunContext:
         """Add ``n`` to the counter ``name`` (built with :mod:`selfinstruct_async.counters`)."""
         self.counters.count(name, n)
 
-    def take_counters(self) -> TakenCounters:
-        """Counter increments not yet written; they ride along with the next store commit."""
-        return self.counters.take()
+    def take_counters(self, decision: Mapping[str, float] | None = None) -> TakenCounters:
+        """Counter increments not yet written, and ``decision``: the counts of what the
+        store commit they ride along with decides (dropped if that commit never happens)."""
+        return self.counters.take(decision)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """State committed with every task: token usage, so budgets hold across resumes."""
@@ -138,13 +139,12 @@ class RunContext:
         """Commit ``task`` as rejected by ``filter_name``, outside the instance filters."""
         record = RejectionRecord("task", filter_name, reason, task.instruction, task.id)
         self.useless_tries.pop(task.id, None)
-        self.count(names.rejected("task", filter_name))
         await self.db(
             self.store.finish_task,
             task.id,
             None,
             [record],
-            self.take_counters(),
+            self.take_counters({names.rejected("task", filter_name): 1}),
             self.checkpoint_meta(),
         )
         self.pool.finish(None)

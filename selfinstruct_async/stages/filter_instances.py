@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -27,13 +28,14 @@ async def filter_instances(
             is_classification = bool(task.is_classification)
             kept: list[Instance] = []
             rejections: list[RejectionRecord] = []
+            decided: Counter[str] = Counter()  # committed with the outcome, or not at all
             for index, instance in enumerate(instances):
                 context = InstanceContext(task.instruction, is_classification, instances, index)
                 rejection = await ctx.chain.check_instance(instance, context)
                 if rejection is None:
                     kept.append(instance)
                     continue
-                ctx.count(names.rejected("instance", rejection.filter))
+                decided[names.rejected("instance", rejection.filter)] += 1
                 rejections.append(
                     RejectionRecord(
                         level="instance",
@@ -46,13 +48,13 @@ async def filter_instances(
             accepted = None
             if kept:
                 accepted = Task(task.id, task.instruction, is_classification, tuple(kept))
-                ctx.count(names.TASKS_ACCEPTED)
-                ctx.count(names.INSTANCES_ACCEPTED, len(kept))
+                decided[names.TASKS_ACCEPTED] += 1
+                decided[names.INSTANCES_ACCEPTED] += len(kept)
             else:
                 reason = f"all {len(instances)} generated instances were filtered out"
                 if not instances:
                     reason = "no instance could be parsed from the response"
-                ctx.count(names.rejected("task", NO_INSTANCES))
+                decided[names.rejected("task", NO_INSTANCES)] += 1
                 rejections.append(
                     RejectionRecord("task", NO_INSTANCES, reason, task.instruction, task.id)
                 )
@@ -61,7 +63,7 @@ async def filter_instances(
                 task.id,
                 accepted,
                 rejections,
-                ctx.take_counters(),
+                ctx.take_counters(decided),
                 ctx.checkpoint_meta(),
             )
             ctx.pool.finish(task.instruction if accepted else None)

@@ -37,14 +37,14 @@ async def _decide(
             text=candidate.instruction,
             task_id=candidate.id,
         )
-        ctx.count(names.rejected("instruction", rejection.filter))
-        await ctx.db(ctx.store.add_rejections, [record], ctx.take_counters())
+        decided = {names.rejected("instruction", rejection.filter): 1}
+        await ctx.db(ctx.store.add_rejections, [record], ctx.take_counters(decided))
         ctx.pool.decided(False)
         ctx.plugins.candidate_rejected(record)
         return
     pending = PendingTask(id=candidate.id, instruction=candidate.instruction)
     ctx.chain.remember(candidate.instruction)
-    ctx.count(names.INSTRUCTIONS_ACCEPTED)
-    await ctx.db(ctx.store.add_pending, pending, candidate.request_no)
+    decided = {names.INSTRUCTIONS_ACCEPTED: 1}
+    await ctx.db(ctx.store.add_pending, pending, candidate.request_no, ctx.take_counters(decided))
     ctx.pool.decided(True)
     await send.send(pending)
