@@ -134,3 +134,26 @@ async def test_bodies_built_here_are_answered_by_a_provider_and_parse_back(
     expected_prompt = prompt_tokens(REQUEST.prompt, REQUEST.system if chat else "", chat=chat)
     assert parsed.usage.prompt_tokens == expected_prompt == simulator.stats.prompt_tokens
     assert parsed.usage.completion_tokens == sum(count_tokens(c.text) for c in parsed.choices)
+
+
+def test_a_huge_answer_is_estimated_from_a_bounded_prefix_close_to_the_exact_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Counting megabytes on the event loop kept a run deaf to SIGTERM for seconds.
+    from selfinstruct_async.client import tokens
+
+    text = "Rewrite the sentence in the passive voice, keeping its tense. " * 4096
+    exact = tokens.count_tokens(text)
+    counted: list[int] = []
+    real = tokens.count_tokens
+
+    def counting(part: str) -> int:
+        counted.append(len(part))
+        return real(part)
+
+    monkeypatch.setattr(tokens, "count_tokens", counting)
+    estimate = tokens.estimate_tokens(text)
+    assert counted and max(counted) <= tokens.EXACT_COUNT_LIMIT < len(text)
+    assert abs(estimate - exact) <= 0.02 * exact
+    counted.clear()
+    assert tokens.estimate_tokens("a short answer") == real("a short answer")

@@ -51,7 +51,7 @@ from .retry import (
     failure_from_response,
     rate_limit_info,
 )
-from .tokens import NOTHING_RESERVED, Reservation, count_tokens, prompt_tokens, reservation
+from .tokens import NOTHING_RESERVED, Reservation, estimate_tokens, prompt_tokens, reservation
 from .transport import (
     AiohttpTransport,
     TransportRequest,
@@ -349,7 +349,7 @@ class HTTPClient:
             # The server did not say: estimate, so budgets and pacing still see the spend.
             usage = Usage(
                 prompt_tokens(request.prompt, request.system, chat=endpoint.chat),
-                sum(count_tokens(c.text) for c in completion.choices),
+                sum(estimate_tokens(c.text) for c in completion.choices),
             )
             completion = Completion(completion.choices, usage, completion.model)
         endpoint.pacer.reconcile(held.total, usage.total_tokens)

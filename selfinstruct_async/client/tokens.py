@@ -83,6 +83,20 @@ def count_tokens(text: str) -> int:
     return default_counter().count(text)
 
 
+# tiktoken counts a few MB a second; an answer of megabytes counted on the event loop would
+# keep it from noticing a signal (or anything else) for seconds. Past this many characters
+# the count is an estimate, which is all that pacing and budgets need of a server that did
+# not report its usage.
+EXACT_COUNT_LIMIT = 64 * 1024
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens in ``text``: exact up to :data:`EXACT_COUNT_LIMIT` characters, scaled beyond."""
+    if len(text) <= EXACT_COUNT_LIMIT:
+        return count_tokens(text)
+    return math.ceil(count_tokens(text[:EXACT_COUNT_LIMIT]) * len(text) / EXACT_COUNT_LIMIT)
+
+
 def prompt_tokens(prompt: str, system: str = "", *, chat: bool = False) -> int:
     """Prompt tokens of a request as a provider would bill them.
 
