@@ -15,10 +15,10 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..checkpoint.run_files import CONFIG
 from ..checkpoint.store import Store
+from ..client.transport import display_url
 from ..config import Config
 from ..errors import ConfigError, SelfInstructError
 from ..seeds import resolve_seeds
@@ -26,23 +26,12 @@ from ..seeds import resolve_seeds
 log = logging.getLogger("selfinstruct_async")
 
 
-def without_userinfo(url: str) -> str:
-    """``url`` without a ``user:password@`` part: credentials never reach the run directory."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def public_config(config: Config) -> dict[str, Any]:
     """``config.to_dict()`` as written to ``config.json`` and the sessions table."""
     data = config.to_dict()
     for endpoint in data.get("endpoints", []):
-        endpoint["base_url"] = without_userinfo(endpoint.get("base_url", ""))
+        # Credentials (and a query, which may hold a key) never reach the run directory.
+        endpoint["base_url"] = display_url(endpoint.get("base_url", ""))
     return data
 
 
