@@ -99,6 +99,20 @@ class GenerationConfig:
     machine_demonstrations: int = field(default=2, metadata=_range(0, 15))
     max_number: int = field(default=16, metadata=_range(2, 100))
     classification_only: bool = False
+    # A response cut off by max_tokens: the paper drops all of it ("drop_response");
+    # Alpaca keeps the items before the cut-off one ("drop_last").
+    on_truncated: Literal["drop_response", "drop_last"] = "drop_response"
+    # "tolerant" reads chat answers too (preambles, markdown, renumbering); "paper" splits
+    # on "\n<number>. " as the original does.
+    parser: Literal["tolerant", "paper"] = "tolerant"
+    # The original applies str.capitalize(), which lower-cases proper nouns and acronyms.
+    capitalize: bool = False
+    # Machine demonstrations come from every instruction that passed the instruction
+    # filters ("filtered", the paper's bootstrap) or only from accepted tasks ("accepted").
+    machine_pool: Literal["filtered", "accepted"] = "filtered"
+    # "anchored" stops only at a new line starting item max_number; "paper" also stops at
+    # "16." or "\n16" anywhere, as the original does (cutting "in 16.5 seconds").
+    stops: Literal["anchored", "paper"] = "anchored"
     workers: int = field(default=4, metadata=_range(1, 1000))
     temperature: float = field(default=0.7, metadata=_range(0.0, 2.0))
     top_p: float = field(default=0.5, metadata=_range(0.0, 1.0))
@@ -123,6 +137,9 @@ class ClassificationConfig:
     workers: int = field(default=8, metadata=_range(1, 1000))
     temperature: float = field(default=0.0, metadata=_range(0.0, 2.0))
     max_tokens: int = field(default=3, metadata=_range(1))
+    # "tolerant" reads "**Yes**", "Answer: no" and asks again when an answer says neither;
+    # "paper" takes exactly "Yes"/"yes"/"YES" for yes and anything else for no.
+    parser: Literal["tolerant", "paper"] = "tolerant"
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,16 @@ class InstancesConfig:
 
     max_instances: int = field(default=5, metadata=_range(1, 50))
     demonstrations: int = field(default=4, metadata=_range(0, 50))
+    # Where instance demonstrations come from: "builtin" (the project's fixed set, several
+    # instances and labels per task, like the paper's fixed templates), "seeds" (sampled
+    # per task from the run's seeds) or the path of a JSONL file in the seed format.
+    demonstrations_from: str = "builtin"
+    # Instances kept per task after the instance filters: a random sample of
+    # max_instances ("sample", the paper's) or the first max_instances ("first").
+    cap: Literal["sample", "first"] = "sample"
+    parser: Literal["tolerant", "paper"] = "tolerant"
+    # "anchored" stops at "\nTask:" only; "paper" at "Task:" anywhere, as the original does.
+    stops: Literal["anchored", "paper"] = "anchored"
     workers: int = field(default=8, metadata=_range(1, 1000))
     temperature: float = field(default=0.0, metadata=_range(0.0, 2.0))
     top_p: float = field(default=0.0, metadata=_range(0.0, 1.0))
@@ -161,6 +188,8 @@ class PluginsConfig:
 class Config:
     """The whole run configuration."""
 
+    # The named preset the settings started from ("" for the defaults); see PRESETS.
+    preset: str = ""
     run: RunConfig = field(default_factory=RunConfig)
     endpoints: tuple[EndpointConfig, ...] = ()
     local: LocalConfig = field(default_factory=LocalConfig)
@@ -298,6 +327,33 @@ ENV_PREFIX = "SELFINSTRUCT_"
 NOT_SETTINGS = frozenset(
     {"SELFINSTRUCT_CONFIG", "SELFINSTRUCT_LLAMA_FORCE", "SELFINSTRUCT_WHEELHOUSE"}
 )
+PRESET_ENV = "SELFINSTRUCT_PRESET"
+
+# Named starting points under the file, environment and flags. "paper" reproduces the
+# original Self-Instruct code's choices where this project's defaults deliberately differ
+# (docs/faithfulness.md has the row for each).
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    "paper": {
+        "generation": {
+            "parser": "paper",
+            "capitalize": True,
+            "on_truncated": "drop_response",
+            "machine_pool": "filtered",
+            "stops": "paper",
+        },
+        "classification": {"parser": "paper"},
+        "instances": {
+            "parser": "paper",
+            "stops": "paper",
+            "cap": "sample",
+            "demonstrations_from": "builtin",
+        },
+        # The project's own additions to the paper's filters.
+        "plugins": {
+            "disabled": ["non_text_modality", "control_characters", "instance_control_characters"]
+        },
+    },
+}
 
 
 def _env_sections() -> dict[str, type[Any]]:
@@ -339,7 +395,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
     sections = _env_sections()
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS or name == PRESET_ENV:
             continue
         section, key = _env_setting(name, sections)
         value: Any = _parse_env_value(raw)
@@ -404,19 +460,40 @@ def _check_endpoint(endpoint: EndpointConfig, where: str) -> None:
         raise ConfigError(f"{where}.model: must not be empty when base_url is set (--model NAME)")
 
 
+def _with_preset(
+    data: dict[str, Any], environ: Mapping[str, str], preset: str | None, where: str
+) -> dict[str, Any]:
+    """``data`` over the named preset; the flag beats the variable, which beats the file."""
+    name = preset if preset is not None else environ.get(PRESET_ENV, data.get("preset", ""))
+    source = "--preset" if preset is not None else PRESET_ENV if PRESET_ENV in environ else "preset"
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}{source}: expected a preset name, got {name!r}")
+    if name and name not in PRESETS:
+        known = ", ".join(sorted(PRESETS))
+        raise ConfigError(f"{where}{source}: unknown preset {name!r} (presets: {known})")
+    base: dict[str, Any] = {"preset": name}
+    for section, values in PRESETS.get(name, {}).items():
+        base[section] = dict(values)
+    return _merge(base, {k: v for k, v in data.items() if k != "preset"})
+
+
 def load_config(
     path: Path | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    preset: str | None = None,
 ) -> Config:
-    """Merge file, environment and CLI ``overrides`` (``{"run": {"target": 5}}``) and validate.
+    """Merge preset, file, environment and CLI ``overrides`` (``{"run": {"target": 5}}``).
 
     Endpoint overrides (``{"endpoint": {...}}``) apply to the first endpoint, creating it
-    when the file defines none, which is how ``--base-url`` and ``--model`` work.
+    when the file defines none, which is how ``--base-url`` and ``--model`` work. ``preset``
+    (``--preset``) names an entry of :data:`PRESETS`; without it ``SELFINSTRUCT_PRESET`` or the
+    file's top-level ``preset`` key does.
     """
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     where = f"{path}: " if path is not None else ""
+    data = _with_preset(data, environ or {}, preset, where)
     env = _env_overrides(environ or {})
     for layer in (env, overrides or {}):
         layer = dict(layer)

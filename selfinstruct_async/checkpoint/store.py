@@ -451,10 +451,13 @@ class Store:
         ]
 
     def pooled_instructions(self) -> list[str]:
-        """Every instruction that passed the instruction filters (pending or accepted)."""
-        rows = self.db.execute(
-            "SELECT instruction FROM instructions WHERE status != 'rejected' ORDER BY seq"
-        )
+        """Every instruction that passed the instruction filters, whatever became of its task.
+
+        The similarity pool keeps an instruction once it passed, even if its task later lost
+        all its instances (the paper's bootstrap pool), so a resumed run sees the same pool
+        as the live run did.
+        """
+        rows = self.db.execute("SELECT instruction FROM instructions ORDER BY seq")
         return [r[0] for r in rows]
 
     def count_by_status(self) -> dict[str, int]:

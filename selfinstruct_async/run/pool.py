@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Literal
 
 import anyio
 
@@ -28,9 +29,11 @@ class Pool:
     def __init__(
         self,
         seeds: Sequence[SeedTask],
-        machine: Sequence[str],
+        accepted: Sequence[str],
         *,
         target: int,
+        filtered: Sequence[str] = (),
+        machine_pool: Literal["filtered", "accepted"] = "accepted",
         pending: int = 0,
         undecided: int = 0,
         classification_only: bool = False,
@@ -38,7 +41,11 @@ class Pool:
     ) -> None:
         human = [s for s in seeds if s.is_classification or not classification_only]
         self.human = [s.instruction for s in human] or [s.instruction for s in seeds]
-        self.machine = list(machine)
+        # The paper's bootstrap samples machine demonstrations from every instruction that
+        # passed the instruction filters (instances came later, in another script).
+        self.machine_pool = machine_pool
+        self.machine = list(filtered if machine_pool == "filtered" else accepted)
+        self._accepted = len(accepted)
         self.target = target
         self.pending = pending
         self.undecided = undecided
@@ -49,7 +56,7 @@ class Pool:
 
     @property
     def accepted(self) -> int:
-        return len(self.machine)
+        return self._accepted
 
     @property
     def done(self) -> bool:
@@ -92,11 +99,13 @@ class Pool:
         self.undecided += candidates
         self._notify()
 
-    def decided(self, accepted: bool) -> None:
+    def decided(self, accepted: bool, instruction: str = "") -> None:
         """A candidate passed (it is now a pending task) or failed the instruction filters."""
         self.undecided -= 1
         if accepted:
             self.pending += 1
+            if self.machine_pool == "filtered":
+                self.machine.append(instruction)
         else:
             self._notify()
 
@@ -113,5 +122,7 @@ class Pool:
         """A pending task ended: accepted with its ``instruction``, or rejected (``None``)."""
         self.pending -= 1
         if instruction is not None:
-            self.machine.append(instruction)
+            self._accepted += 1
+            if self.machine_pool == "accepted":
+                self.machine.append(instruction)
         self._notify()

@@ -273,12 +273,18 @@ async def open_context(
     """
     saved = await _read_back(config, store, usage)
     seeds = inputs.seeds
-    known = [s.instruction for s in seeds] + saved.pooled
+    generation = config.generation
+    # Classification-only runs compare against the classification seeds only, as the
+    # original does: the other seeds never reach a prompt, so they are not in the pool.
+    compared = [s for s in seeds if s.is_classification or not generation.classification_only]
+    known = [s.instruction for s in compared] + saved.pooled
     await anyio.to_thread.run_sync(_remember, inputs.chain, known)
     pool = Pool(
         seeds,
         saved.accepted,
         target=config.run.target,
+        filtered=saved.pooled,
+        machine_pool=generation.machine_pool,
         pending=len(saved.resumed.pending),
         undecided=len(saved.resumed.candidates()),
         classification_only=config.generation.classification_only,

@@ -43,8 +43,10 @@ async def _decide(
         ctx.plugins.candidate_rejected(record)
         return
     pending = PendingTask(id=candidate.id, instruction=candidate.instruction)
-    ctx.chain.remember(candidate.instruction)
     decided = {names.INSTRUCTIONS_ACCEPTED: 1}
     await ctx.db(ctx.store.add_pending, pending, candidate.request_no, ctx.take_counters(decided))
-    ctx.pool.decided(True)
+    # Remembered once stored: the live pool never holds an instruction a resume would not
+    # read back. This task is the only one checking, so nothing is checked in between.
+    ctx.chain.remember(candidate.instruction)
+    ctx.pool.decided(True, candidate.instruction)
     await send.send(pending)

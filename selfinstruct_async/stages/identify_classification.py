@@ -26,6 +26,7 @@ from ..run.retry_queue import RetryQueue
 STAGE = names.IDENTIFY_CLASSIFICATION
 UNREADABLE = "unreadable_classification"
 MAX_TRIES = 3
+PAPER_YES = frozenset({"Yes", "yes", "YES"})
 
 
 async def identify_classification(
@@ -51,6 +52,17 @@ async def identify_classification(
             await send.send(task)
 
 
+def read_answer(text: str, parser: str) -> bool | None:
+    """The label an answer gives; ``None`` when the tolerant parser finds neither yes nor no.
+
+    The paper's reading is exact: "Yes" in one of three spellings is yes, anything else
+    (an unreadable answer included) is no.
+    """
+    if parser == "paper":
+        return text.strip() in PAPER_YES
+    return parse_classification(text)
+
+
 def demonstrations_for(ctx: RunContext, task: PendingTask, tries: int) -> list[tuple[str, bool]]:
     """The run's demonstrations; reordered per task for each try after an unreadable answer."""
     demonstrations = list(ctx.classification_demonstrations)
@@ -74,7 +86,7 @@ async def _classify(
         else:
             ctx.defer(retry, task)
         return None
-    answer = parse_classification(result.text)
+    answer = read_answer(result.text, ctx.config.classification.parser)
     ctx.answered(STAGE, answer is not None, result.text)
     if answer is not None:
         ctx.useless_tries.pop(task.id, None)
