@@ -1,6 +1,7 @@
 """Instances per task and class labels per classification task, from a real model run.
 
     .venv/bin/python bench/instance_yield.py [--backend embedded|llama-server] [--target 30]
+    .venv/bin/python bench/instance_yield.py --stage [--backend ...] [--tasks 12]
     .venv/bin/python bench/instance_yield.py --report RUN_DIR [RUN_DIR ...]
 
 Runs ``selfinstruct run`` with ``configs/local-demo.toml`` (SmolLM2-135M-Instruct) either on
@@ -8,6 +9,12 @@ the embedded backend or against ``python -m llama_cpp.server`` serving the same 
 loopback, then reads the run's ``tasks.jsonl``. The paper's figure to compare with: 82,439
 instances for 52,445 instructions (1.57 per task). Extra settings go through
 ``SELFINSTRUCT_<SECTION>_<KEY>`` variables, as for ``selfinstruct run``.
+
+A small model answers "yes" to every classification question, so a whole run never shows
+an input-first prompt. ``--stage`` measures stage 3 alone: held-out seed tasks of both
+kinds (their true labels), each prompted, parsed, filtered by the instance filters and
+capped as a run does, with the demonstrations a run would use (the held-out tasks are left
+out of any seed-based sampling).
 """
 
 from __future__ import annotations
@@ -110,6 +117,91 @@ def run_once(backend: str, target: int, out: Path, config: Path) -> float:
     return time.perf_counter() - started
 
 
+def held_out(tasks: int) -> tuple[list[Any], list[Any], list[Any]]:
+    """``tasks`` classification and ``tasks`` other seed tasks, and the seeds left."""
+    from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
+
+    seeds = load_seed_tasks(DEFAULT_SEEDS)
+    classification = [s for s in seeds if s.is_classification][::2][:tasks]
+    generation = [s for s in seeds if not s.is_classification][::7][:tasks]
+    held = {s.id for s in classification + generation}
+    return classification, generation, [s for s in seeds if s.id not in held]
+
+
+async def measure_stage(config: Any, tasks: int) -> dict[str, Any]:
+    """Stage 3 and the instance filters over held-out seed tasks, as a run would do them."""
+    import random as _random
+
+    from selfinstruct_async.parsing import parse_instances
+    from selfinstruct_async.plugins import Plugins, make_plugin_manager
+    from selfinstruct_async.prompts import build_instance_prompt
+    from selfinstruct_async.run.runner import build_client
+
+    classification, generation, pool = held_out(tasks)
+    cfg = config.instances
+    try:
+        from selfinstruct_async.demonstrations import load_instance_demonstrations
+        from selfinstruct_async.seeds import DEFAULT_SEEDS
+
+        pick: Any = load_instance_demonstrations(cfg, pool, DEFAULT_SEEDS).pick
+    except ImportError:  # the code before issue 14: per-task samples of the seeds
+        from selfinstruct_async.prompts import select_instance_demonstrations
+
+        def pick(kind: bool, rng: _random.Random) -> Any:
+            return select_instance_demonstrations(pool, kind, rng, cfg.demonstrations)
+
+    chain = Plugins(make_plugin_manager()).build_filter_chain({}, "reject")
+    figures: dict[str, Any] = {}
+    client = build_client(config)
+    try:
+        for kind, group in (("classification", classification), ("generation", generation)):
+            counts, labels, parsed_counts = [], [], []
+            for task in group:
+                is_clf = kind == "classification"
+                demos = pick(is_clf, _random.Random(f"0:{task.id}"))
+                prompt = build_instance_prompt(task.instruction, is_clf, demos)
+                answer = await client.complete(prompt.request("generate_instances", cfg))
+                parsed = parse_instances(answer.text, is_clf, answer.finish_reason, 50)
+                if hasattr(chain, "check_instances"):
+                    kept = list(
+                        (await chain.check_instances(task.instruction, is_clf, parsed)).kept
+                    )
+                else:
+                    from selfinstruct_async.filters import InstanceContext
+
+                    kept = []
+                    for index, instance in enumerate(parsed):
+                        context = InstanceContext(task.instruction, is_clf, tuple(parsed), index)
+                        if await chain.check_instance(instance, context) is None:
+                            kept.append(instance)
+                kept = kept[: cfg.max_instances]
+                parsed_counts.append(len(parsed))
+                counts.append(len(kept))
+                labels.append(len({i.output.strip() for i in kept}))
+            figures[kind] = {
+                "tasks": len(group),
+                "parsed_per_task": round(mean(parsed_counts), 2),
+                "instances_per_task": round(mean(counts), 2),
+                "tasks_with_none": sum(c == 0 for c in counts),
+                "tasks_with_2plus": sum(c >= 2 for c in counts),
+            }
+            if kind == "classification":
+                figures[kind]["labels_per_task"] = round(mean(labels), 2)
+                figures[kind]["tasks_with_2plus_labels"] = sum(n >= 2 for n in labels)
+    finally:
+        await client.aclose()
+    return figures
+
+
+def stage_config(backend: str, config_path: Path, url: str | None) -> Any:
+    from selfinstruct_async.config import load_config
+
+    overrides: dict[str, dict[str, Any]] = {}
+    if url:
+        overrides["endpoint"] = {"base_url": url, "model": "smollm2", "api": "completions"}
+    return load_config(config_path, environ=os.environ, overrides=overrides)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["embedded", "llama-server"], default="embedded")
@@ -117,7 +209,23 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local-demo.toml")
     parser.add_argument("--out", type=Path, help="run directory (default: a new temporary one)")
     parser.add_argument("--report", type=Path, nargs="+", help="only report these run dirs")
+    parser.add_argument("--stage", action="store_true", help="measure stage 3 alone")
+    parser.add_argument("--tasks", type=int, default=12, help="--stage: tasks of each kind")
     args = parser.parse_args()
+    if args.stage:
+        import anyio
+
+        started = time.perf_counter()
+        if args.backend == "llama-server":
+            with llama_server() as url:
+                config = stage_config(args.backend, args.config, url)
+                figures = anyio.run(measure_stage, config, args.tasks)
+        else:
+            config = stage_config(args.backend, args.config, None)
+            figures = anyio.run(measure_stage, config, args.tasks)
+        figures.update(backend=args.backend, seconds=round(time.perf_counter() - started, 1))
+        print(json.dumps(figures))
+        return
     if args.report:
         for run_dir in args.report:
             print(json.dumps(report(run_dir)))

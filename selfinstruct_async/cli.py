@@ -1,7 +1,9 @@
-"""The ``selfinstruct`` command line: run, status, plugins, stats, report, export, dedup.
+"""The ``selfinstruct`` command line: run, status, plugins, filter, stats, report, export, dedup.
 
-``run``, ``status`` and ``plugins`` live here; the output commands (``stats``, ``report``,
-``export``, ``dedup``) add their own sub-parsers from :mod:`selfinstruct_async.outputs`.
+``run``, ``status`` and ``plugins`` live here; ``filter`` (the instruction filters over a
+file, :mod:`selfinstruct_async.filter_file`) and the output commands (``stats``,
+``report``, ``export``, ``dedup``, from :mod:`selfinstruct_async.outputs`) add their own
+sub-parsers.
 
 Exit codes:
 
@@ -186,8 +188,10 @@ def make_parser() -> argparse.ArgumentParser:
     _add_status_parser(sub)
     _add_plugins_parser(sub)
 
+    from . import filter_file
     from .outputs import dedup, export, report, stats
 
+    filter_file.add_parser(sub)
     for command in (stats, report, export, dedup):
         command.add_parser(sub)
     return parser

@@ -359,7 +359,11 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
 def _env_sections() -> dict[str, type[Any]]:
     """Section name -> its dataclass; ``endpoint`` is the first ``[[endpoints]]`` table."""
     hints = typing.get_type_hints(Config)
-    sections = {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "endpoints"}
+    sections = {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(Config)
+        if f.name not in ("endpoints", "preset")  # SELFINSTRUCT_PRESET is read on its own
+    }
     sections["endpoint"] = EndpointConfig
     return sections
 

@@ -17,8 +17,11 @@ and a reader can never drift apart. The families:
 ``instructions.accepted``         candidates that passed the instruction filters
 ``instances.generated``           instances parsed from answers
 ``instances.accepted``            instances that passed the instance filters
+``instances.over_cap``            instances that passed every filter but were beyond
+                                  ``instances.max_instances`` (the cap is not a filter)
 ``tasks.accepted``                tasks written to ``tasks.jsonl``
 ``classification.<answer>``       classification answers: yes, no, unparseable
+``retries.context_length``        requests resent with a smaller ``max_tokens``
 ================================  ==============================================
 
 :func:`acceptance` is THE acceptance formula: every place that shows a rate uses it.
@@ -61,8 +64,11 @@ INSTRUCTIONS_UNPARSEABLE: Final = "instructions.unparseable_responses"
 INSTRUCTIONS_ACCEPTED: Final = "instructions.accepted"
 INSTANCES_GENERATED: Final = "instances.generated"
 INSTANCES_ACCEPTED: Final = "instances.accepted"
+INSTANCES_OVER_CAP: Final = "instances.over_cap"
 TASKS_ACCEPTED: Final = "tasks.accepted"
 CLASSIFICATION_ANSWERS: Final = ("yes", "no", "unparseable")
+# Requests resent with a smaller max_tokens after prompt + max_tokens overflowed the context.
+RETRIES_CONTEXT_LENGTH: Final = "retries.context_length"
 # What passed the filters at each level, set against ``rejected.<level>.*``.
 ACCEPTED: Final[Mapping[str, str]] = {
     "instruction": INSTRUCTIONS_ACCEPTED,
@@ -155,7 +161,9 @@ _FIXED = frozenset(
         INSTRUCTIONS_ACCEPTED,
         INSTANCES_GENERATED,
         INSTANCES_ACCEPTED,
+        INSTANCES_OVER_CAP,
         TASKS_ACCEPTED,
+        RETRIES_CONTEXT_LENGTH,
         *(f"classification.{answer}" for answer in CLASSIFICATION_ANSWERS),
     }
 )

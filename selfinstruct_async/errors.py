@@ -2,7 +2,8 @@
 
 SelfInstructError
 ├── ConfigError            bad TOML, flag or environment value (names the key)
-│   └── EmptyTokensError   the similarity tokenizer sees nothing in too many candidates
+│   ├── EmptyTokensError   the similarity tokenizer sees nothing in too many candidates
+│   └── UnknownFilterError ``--only`` or ``--disable`` names no instruction filter
 ├── SeedFileError          malformed seed file (names file, line and field)
 ├── CheckpointError        run directory unusable: locked, corrupt, other schema,
 │                          ``tasks.jsonl`` missing or unreadable
@@ -10,11 +11,13 @@ SelfInstructError
 │   ├── StatsError         a run's statistics or a price table cannot be read
 │   ├── ReportError        a report cannot be drawn or written (no matplotlib, say)
 │   ├── ExportError        a run cannot be exported, or an option is out of range
-│   └── DedupInputError    dedup's input is not JSONL, Alpaca JSON or text (file, line)
+│   ├── DedupInputError    dedup's input is not JSONL, Alpaca JSON or text (file, line)
+│   └── FilterInputError   ``selfinstruct filter``'s input is not instructions (file, line)
 ├── PluginError            a plugin failed to load, is misspelt or misconfigured
 │   └── FilterError        a filter raised while checking a candidate
 └── LLMError               a request could not be completed
     ├── PromptRejected     this one prompt cannot be served (e.g. exceeds the context)
+    │   └── ContextLengthExceeded  no ``max_tokens`` down to the floor fits the context
     ├── RequestTooLarge    larger than the endpoint's per-minute budget
     ├── PermanentHTTPError a 4xx other than 429: retrying cannot help
     ├── RetriesExhausted   transient failures outlasted ``max_attempts``
@@ -87,6 +90,19 @@ class DedupInputError(OutputError):
         super().__init__(f"{where}: {problem}")
 
 
+class FilterInputError(OutputError):
+    """The input file cannot be read as instructions; names file, line and field."""
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        self.path, self.line, self.problem = path, line, problem
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {problem}")
+
+
+class UnknownFilterError(ConfigError):
+    """``--only`` or ``--disable`` names no instruction filter of the chain."""
+
+
 class PluginError(SelfInstructError):
     """A plugin could not be loaded, validated or configured."""
 
@@ -105,6 +121,23 @@ class LLMError(SelfInstructError):
 
 class PromptRejected(LLMError):
     """The backend cannot serve this particular prompt; other prompts may still work."""
+
+
+class ContextLengthExceeded(PromptRejected):
+    """Prompt plus ``max_tokens`` overflow the model's context, and no smaller ``max_tokens``
+    down to the client's floor fits (or the prompt alone is too long).
+
+    ``status`` and ``body`` are the endpoint's last refusal; ``max_tokens`` is what that
+    attempt asked for. The message starts ``HTTP <status>:`` like a
+    :class:`PermanentHTTPError`'s, so rejection reasons read the same.
+    """
+
+    def __init__(self, status: int, body: str, *, max_tokens: int, floor: int) -> None:
+        self.status, self.body, self.max_tokens, self.floor = status, body, max_tokens, floor
+        super().__init__(
+            f"HTTP {status}: prompt does not fit the context with max_tokens >= {floor} "
+            f"(last tried {max_tokens}): {body[:300]}"
+        )
 
 
 class RequestTooLarge(LLMError):

@@ -5,6 +5,11 @@ with its validated ``[filters.<name>]`` settings and calls ``check`` for every c
 ``check`` returns ``None`` to let the candidate through or a :class:`Rejection` with a
 reason; it may be a coroutine function (for filters that call a service) and may declare
 itself ``cpu_bound`` so that it runs on a worker thread instead of the event loop.
+
+Instance filters run phase by phase, as the original's ``prepare_for_finetuning`` does:
+each filter, in ``order``, judges every instance that the filters before it let through,
+and its :class:`InstanceContext` holds only those. So "same input, different outputs"
+looks at the survivors of the validity filters, never at an instance already thrown out.
 """
 
 from __future__ import annotations
@@ -26,7 +31,12 @@ Verdict = Rejection | None
 
 @dataclass(frozen=True, slots=True)
 class InstanceContext:
-    """The task an instance belongs to: all of its instances and which one is being checked."""
+    """The task an instance belongs to, as one filter sees it.
+
+    ``instances`` are the task's instances that passed every filter ordered before this
+    one (all parsed instances for the first filter), in the order they were generated;
+    ``index`` is the position of the instance being checked among them.
+    """
 
     instruction: str
     is_classification: bool
@@ -35,8 +45,20 @@ class InstanceContext:
 
     @property
     def earlier(self) -> tuple[Instance, ...]:
-        """The instances generated before the one being checked."""
+        """The surviving instances generated before the one being checked."""
         return self.instances[: self.index]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceVerdicts:
+    """What the instance filters decided about one task's instances.
+
+    ``kept`` are the survivors in generation order; ``rejected`` holds each other instance
+    with the rejection of the filter that dropped it, in generation order too.
+    """
+
+    kept: tuple[Instance, ...]
+    rejected: tuple[tuple[Instance, Rejection], ...]
 
 
 @runtime_checkable
@@ -108,7 +130,41 @@ class FilterChain:
                 return verdict
         return None
 
+    async def check_instances(
+        self, instruction: str, is_classification: bool, instances: Sequence[Instance]
+    ) -> InstanceVerdicts:
+        """Run the instance filters over one task's instances, one filter at a time.
+
+        Each filter sees only the instances the filters before it let through; an instance
+        is rejected by the first filter that says no, and later filters never see it.
+        """
+        survivors = list(enumerate(instances))
+        dropped: list[tuple[int, Instance, Rejection]] = []
+        for f in self.instance_filters:
+            if not survivors:
+                break
+            seen = tuple(instance for _, instance in survivors)
+            passed: list[tuple[int, Instance]] = []
+            for position, (generated, instance) in enumerate(survivors):
+                context = InstanceContext(instruction, is_classification, seen, position)
+                verdict = await self._run(f, f.check, instance, context)
+                if verdict is None:
+                    passed.append((generated, instance))
+                else:
+                    dropped.append((generated, instance, verdict))
+            survivors = passed
+        dropped.sort(key=lambda item: item[0])
+        return InstanceVerdicts(
+            kept=tuple(instance for _, instance in survivors),
+            rejected=tuple((instance, rejection) for _, instance, rejection in dropped),
+        )
+
     async def check_instance(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        """Every instance filter on one instance with one fixed ``task`` context.
+
+        For trying filters on a single instance; the pipeline uses :meth:`check_instances`,
+        which narrows the context to the survivors filter by filter.
+        """
         for f in self.instance_filters:
             verdict = await self._run(f, f.check, instance, task)
             if verdict is not None:

@@ -13,11 +13,16 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .prompts import DEFAULT_TEMPLATES, PromptTemplates, one_line
 from .records import Instance
 
-__all__ = ["parse_classification", "parse_instances", "parse_instructions"]
+__all__ = ["OnTruncated", "parse_classification", "parse_instances", "parse_instructions"]
+
+# What to do with an answer cut off by the token limit: drop all of it (the paper) or only
+# its last, possibly cut, item (Alpaca).
+OnTruncated = Literal["drop_response", "drop_last"]
 
 _NEWLINES = re.compile(r"\r\n?")
 _MARKUP = r"(?:\*\*|__|\*|_)?"
@@ -41,7 +46,8 @@ _CLOSERS = re.compile(
 )
 _PREAMBLE = re.compile(
     r"^(?:(?:sure|certainly|of course|okay|ok|absolutely|great|alright)\b\s*[!,.]|"
-    r"here(?:'s| is| are) (?:some|more|a few|another|additional|the (?:rest|continuation|next))|"
+    r"here(?:'s| is| are) (?:some|more|a few|another|additional|my|\d+\b|"
+    r"the (?:rest|continuation|next|following))|"
     r"below (?:are|is)\b)",
     re.IGNORECASE,
 )
@@ -97,19 +103,31 @@ def parse_instructions(
     max_number: int = 16,
     *,
     known: Sequence[str] = (),
+    on_truncated: OnTruncated = "drop_response",
+    capitalize: bool = False,
 ) -> list[str]:
     """The new instructions in an answer to an instruction prompt ending in ``first_number.``.
 
     Items numbered ``max_number`` or above are not read, nor more than
-    ``max_number - first_number`` items in all. With ``finish_reason == "length"`` the last
-    item is dropped unless another item followed it, since it may be cut off. Items equal to
-    one of ``known`` (the demonstrations, which chat models sometimes repeat) are skipped.
+    ``max_number - first_number`` items in all. An answer cut off by the token limit
+    (``finish_reason == "length"``) gives nothing with ``on_truncated="drop_response"`` (the
+    paper's rule); with ``"drop_last"`` (Alpaca's) only its last item is dropped, unless
+    another item followed it. Items equal to one of ``known`` (the demonstrations, which chat
+    models sometimes repeat) are skipped. ``capitalize`` applies :meth:`str.capitalize`, as
+    the original does, lower-casing the rest of each item.
     """
+    if on_truncated not in ("drop_response", "drop_last"):
+        raise ValueError(
+            f"on_truncated must be 'drop_response' or 'drop_last', not {on_truncated!r}"
+        )
     if max_number - first_number <= 0:
+        return []
+    if finish_reason == "length" and on_truncated == "drop_response":
         return []
     listing = _read_listing(text)
     _number_the_lead(listing, first_number)
-    return _new_instructions(listing, first_number, finish_reason, max_number, known)
+    items = _new_instructions(listing, first_number, finish_reason, max_number, known)
+    return [item.capitalize() for item in items] if capitalize else items
 
 
 def _read_listing(text: str) -> _Listing:
@@ -152,13 +170,21 @@ def _number_the_lead(listing: _Listing, first_number: int) -> None:
     answer's unnumbered opening is a preamble instead.
     """
     lead, items = listing.lead, listing.items
+    if not lead:
+        return
     lead_text = " ".join(lead)
-    if lead and not _looks_like_preamble(lead_text):
-        next_number = items[0].number if items else None
-        if next_number is None and items:
-            next_number = first_number + 1  # bullets after a bare first line
-        if next_number in (None, first_number + 1):
-            items.insert(0, _Item(first_number, [lead_text]))
+    stripped = _strip_outer_markup(lead_text).rstrip()
+    if _PREAMBLE.match(stripped):
+        return
+    next_number = items[0].number if items else None
+    if stripped.endswith(":"):
+        # Instructions such as "Translate the sentence into French:" end in a colon too;
+        # one is an item exactly when the list goes on with the number after it.
+        is_item = next_number == first_number + 1 or not items
+    else:
+        is_item = next_number in (None, first_number + 1)  # None: bullets follow
+    if is_item:
+        items.insert(0, _Item(first_number, [lead_text]))
 
 
 def _new_instructions(
@@ -195,11 +221,6 @@ def _new_instructions(
     if finish_reason == "length" and tail_kept and not followed:
         result.pop()
     return result
-
-
-def _looks_like_preamble(text: str) -> bool:
-    stripped = _strip_outer_markup(text).rstrip()
-    return stripped.endswith(":") or bool(_PREAMBLE.match(stripped))
 
 
 _YES_NO_START = re.compile(r"^(yes|no)\b", re.IGNORECASE)
@@ -245,25 +266,70 @@ def parse_classification(text: str) -> bool | None:
 def _label_regex(names: tuple[str, ...]) -> re.Pattern[str]:
     alternatives = "|".join(sorted({re.escape(n) for n in names}, key=len, reverse=True))
     return re.compile(
-        r"^(?:[#>]\s*)*(?:[-*+]\s+|\d{1,2}[.)]\s+)?(?:\*\*|__)?\s*(" + alternatives + r")"
-        r"(?:\s*\d{1,3})?\s*(?:\*\*|__)?\s*[:\uff1a]\s*(?:\*\*|__)?[ \t]*(.*)$",
+        r"^(?:[#>]\s*+)*+(?:[-*+]\s++|\d{1,2}[.)]\s++)?(?:\*\*|__)?\s*+(" + alternatives + r")"
+        r"(?:\s*+\d{1,3})?\s*+(?:\*\*|__)?\s*+[:\uff1a]\s*(?:\*\*|__)?[ \t]*(.*)$",
         re.IGNORECASE,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _inline_regex(names: tuple[str, ...]) -> re.Pattern[str]:
+    """A label in the middle of a line, as in ``Input: x  **Output:** y``.
+
+    Matched with its case, capitalised as a label is: "the input: field" in a sentence is
+    prose, not a label.
+    """
+    alternatives = "|".join(sorted({re.escape(n) for n in names}, key=len, reverse=True))
+    return re.compile(
+        r"(?<=\S)\s++(?:(?:\*\*|__)\s*+)?(?:" + alternatives + r")(?:\s*+\d{1,3})?\s*+"
+        r"(?:\*\*|__)?\s*+[:\uff1a]"
+    )
+
+
+def _label_spellings(*names: str) -> tuple[str, ...]:
+    return tuple({form for name in names for form in (name, name.capitalize(), name.title())})
 
 
 @functools.lru_cache(maxsize=16)
 def _example_regex(name: str) -> re.Pattern[str]:
+    """``Example 3`` on its own line, or followed by a title or the example's first field."""
     return re.compile(
-        r"^(?:[#>]\s*)*(?:\*\*|__)?\s*(?:" + re.escape(name) + r"|example|instance)"
-        r"\s*#?\s*\d{1,3}\s*[:.)]?\s*(?:\*\*|__)?\s*[:.]?\s*$",
+        r"^(?:[#>]\s*+)*+(?:\*\*|__)?\s*+(?:" + re.escape(name) + r"|example|instance)"
+        r"\s*+#?\s*+\d{1,3}(?!\d)\s*+(?:\*\*|__)?\s*+[:.)\-\u2013\u2014]?\s*+(?:\*\*|__)?"
+        r"\s*+[:.]?\s*+(.*)$",
         re.IGNORECASE,
     )
 
 
+# An input written under its own field name, as the paper's demonstrations write them:
+# "Sentence: ...", "**Dialogue:**", "2. Sentence 1: ...". The name is kept with the input.
+_FIELD = re.compile(
+    r"^(?:\d{1,2}[.)]\s++)?(?:\*\*|__)?\s*+"
+    r"([^\W\d_][\w'\u2019()/&-]*+(?:[ \t]++[\w'\u2019()/&-]++){0,3}?)"
+    r"\s*+(?:\*\*|__)?\s*+[:\uff1a](?:\*\*|__)?(?:\s++(.*))?$"
+)
+_TRAILING_NUMBER = re.compile(r"\s*\d+$")
+
+
+def _field_line(line: str) -> tuple[str, str] | None:
+    """``(name, text)`` for a line that opens a named field, ``text`` without markup."""
+    match = _FIELD.match(line)
+    if match is None or len(match.group(1)) > 40:
+        return None
+    name, value = match.group(1), (match.group(2) or "").strip()
+    return name, f"{name}: {value}" if value else f"{name}:"
+
+
+def _base_name(name: str) -> str:
+    """The kind of a field name: "Sentence 2" and "sentence" are the same kind."""
+    return _TRAILING_NUMBER.sub("", name).casefold()
+
+
 @dataclass(slots=True)
 class _Field:
-    kind: str  # "input", "output" or "label"
+    kind: str  # "input", "output", "label", or "skip" (read past, kept nowhere)
     lines: list[str]
+    name: str | None = None  # the field name an input was written under, if any
 
 
 @dataclass(slots=True)
@@ -274,9 +340,11 @@ class _Reader:
     max_instances: int
     instances: list[Instance] = field(default_factory=list)
     current: _Field | None = None
-    pending_input: str | None = None  # input-first: an input still waiting for its output
+    pending_input: str | None = None  # an input still waiting for its output
     label: str | None = None  # output-first: the class label of the inputs that follow
     label_used: bool = False
+    input_names: set[str] = field(default_factory=set)  # field names that opened inputs
+    after_example: bool = False  # an "Example n" line came and no field since
     overflow: bool = False  # an instance came after the last one we keep
 
     def add(self, instance: Instance) -> None:
@@ -285,15 +353,23 @@ class _Reader:
         else:
             self.instances.append(instance)
 
-    def start(self, kind: str, first_line: str) -> None:
+    def start(self, kind: str, first_line: str, name: str | None = None) -> None:
         self.close_field()
-        if kind == "input" and not self.output_first:
+        self.after_example = False
+        if kind == "input":
             self.pending_input = None  # an input without an output is dropped
-        self.current = _Field(kind, [first_line] if first_line.strip() else [])
+            if name:
+                self.input_names.add(_base_name(name))
+        elif kind == "output" and self.output_first and self.label is not None:
+            # The class label is the output; an extra "Output:" line only repeats or
+            # explains it, and must not end up inside the input.
+            kind = "skip"
+        self.current = _Field(kind, [first_line] if first_line.strip() else [], name)
 
     def start_example(self) -> None:
         self.close_field()
         self.pending_input = None
+        self.after_example = True
 
     def close_field(self) -> None:
         current, self.current = self.current, None
@@ -301,15 +377,15 @@ class _Reader:
             return
         if current.kind == "input":
             value = _clean(current.lines, output=False)
-            if self.output_first:
-                self.add(Instance(value, self.label or ""))
+            if self.output_first and self.label is not None:
+                self.add(Instance(value, self.label))
                 self.label_used = True
             else:
                 self.pending_input = value
         elif current.kind == "output":
             self.add(Instance(self.pending_input or "", _clean(current.lines, output=True)))
             self.pending_input = None
-        else:
+        elif current.kind == "label":
             self.close_label()
             self.label = one_line(_strip_outer_markup(one_line(" ".join(current.lines))))
             self.label_used = False
@@ -330,15 +406,27 @@ class _Markers:
     input: re.Pattern[str]
     task: re.Pattern[str]
     example: re.Pattern[str]
+    inline: re.Pattern[str]  # Input:, Output: or Class label: in the middle of a line
 
     @classmethod
     def of(cls, templates: PromptTemplates) -> _Markers:
+        outputs = (templates.output_label, "output")
+        inputs = (templates.input_label, "input")
         return cls(
             label=_label_regex((templates.class_label, "class label", "label")),
-            output=_label_regex((templates.output_label, "output")),
-            input=_label_regex((templates.input_label, "input")),
+            output=_label_regex(outputs),
+            input=_label_regex(inputs),
             task=_label_regex((templates.task_label, "task")),
             example=_example_regex(templates.example_label),
+            inline=_inline_regex(
+                _label_spellings(*inputs, *outputs, templates.class_label, "class label")
+            ),
+        )
+
+    def opens_with_label(self, text: str) -> bool:
+        return any(
+            pattern.match(text)
+            for pattern in (self.example, self.task, self.label, self.input, self.output)
         )
 
 
@@ -353,11 +441,16 @@ def parse_instances(
     """The instances in an answer to an instance prompt, at most ``max_instances``.
 
     Input-first answers give ``Input:``/``Output:`` pairs (an ``Output:`` without an input
-    line has input ``""``); output-first answers give a ``Class label:`` followed by the
-    inputs that carry it, and a label with no inputs is an instance without input. A
-    classification answer written input-first anyway is read input-first. Markers such as
-    ``<none>`` become ``""``; a fence around a whole field is removed, keeping the code in
-    it verbatim. With ``finish_reason == "length"`` an instance the text ends in is dropped.
+    has input ``""``); output-first answers give a ``Class label:`` line followed by the
+    inputs that carry it, and a label with no inputs is an instance without input. An input
+    may be written under its own field name (``Sentence: ...``, ``Dialogue:`` and lines
+    under it, several fields such as ``Sentence 1:``/``Sentence 2:``); the names are kept
+    in the input, as the original keeps them. A classification answer written input-first
+    anyway is read input-first. No field ever holds a line opening with a marker
+    (``Input:``, ``Output:``, ``Class label:``, ``Example n``, ``Task:``) outside a code
+    fence: such a line ends the field. Markers such as ``<none>`` become ``""``; a fence
+    around a whole field is removed, keeping the code in it verbatim. With
+    ``finish_reason == "length"`` an instance the text ends in is dropped.
     """
     if max_instances <= 0:
         return []
@@ -403,27 +496,95 @@ def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
             if reader.current is not None:
                 reader.current.lines.append("")
             continue
-        if reader.overflow:
+        if reader.overflow or _read_line(line, reader, markers, blank_before):
             return True
-        if markers.example.match(stripped):
+        blank_before = False
+    return False
+
+
+def _read_line(line: str, reader: _Reader, markers: _Markers, blank_before: bool) -> bool:
+    """Read one line, and what follows a marker on it; True when the answer ended there."""
+    while line.strip():
+        stripped = line.strip()
+        rest = ""
+        if match := markers.example.match(stripped):
             reader.start_example()
+            rest = match.group(1)
         elif markers.task.match(stripped):
             if reader.instances or reader.current is not None or reader.label:
                 return True  # the model went on to invent another task
-        elif reader.output_first and (match := markers.label.match(stripped)):
-            reader.start("label", match.group(2))
+        elif match := markers.label.match(stripped):
+            if reader.output_first:
+                label, rest = _split_at(match.group(2), markers)
+                reader.start("label", label)
+            else:
+                reader.start("skip", "")  # not an output-first answer: read past it
         elif match := markers.input.match(stripped):
-            reader.start("input", match.group(2))
-        elif not reader.output_first and (match := markers.output.match(stripped)):
-            reader.start("output", match.group(2))
+            value, rest = _split_at(match.group(2), markers)
+            reader.start("input", value)
+        elif match := markers.output.match(stripped):
+            # An output may say "Input:" mid-line; only a label opening it is cut off.
+            value, rest = _split_at(match.group(2), markers, inline=False)
+            reader.start("output", value)
         elif blank_before and _CLOSERS.match(_strip_outer_markup(stripped)):
             return True
         elif blank_before and _HEADING.match(stripped):
             reader.close_field()
-        elif reader.current is not None:
-            reader.current.lines.append(line)
-        blank_before = False
+        else:
+            ended, rest = _read_text(line, reader, markers)
+            if ended:
+                return True
+        line, blank_before = rest, False
     return False
+
+
+def _read_text(line: str, reader: _Reader, markers: _Markers) -> tuple[bool, str]:
+    """A line without a marker: part of the current field, or the start of an input.
+
+    Returns whether the answer ended (a closing remark), and a part of the line still to be
+    read (``Sentence: x  Output: y``).
+    """
+    stripped = line.strip()
+    current = reader.current
+    named = _field_line(stripped)
+    if current is not None and current.kind == "label" and not any(current.lines):
+        current.lines.append(stripped)  # "Class label:" with the label on the next line
+        return False, ""
+    if current is not None and current.kind == "input":
+        if named is None or current.name is None or named[0].casefold() != current.name.casefold():
+            current.lines.append(line)
+            return False, ""
+    elif current is not None and current.kind in ("output", "skip"):
+        if named is None or _base_name(named[0]) not in reader.input_names:
+            if current.kind == "output":
+                current.lines.append(line)
+            return False, ""
+    elif current is None and not reader.after_example:
+        # Before any marker only a named field opens an input: other text is a preamble.
+        if named is None or _PREAMBLE.match(stripped) or _CLOSERS.match(stripped):
+            return False, ""
+    elif named is None and _CLOSERS.match(_strip_outer_markup(stripped)):
+        return True, ""
+    # A new input: after "Example n" or a class label, or a field name that began one before.
+    text = named[1] if named else stripped
+    value, rest = _split_at(text, markers)
+    reader.start("input", value, named[0] if named else None)
+    return False, rest
+
+
+def _split_at(value: str, markers: _Markers, *, inline: bool = True) -> tuple[str, str]:
+    """``value`` up to a label in it, and the rest from that label on.
+
+    A field's text that opens with a label ("Output: Input: x") is no text at all: the
+    label is read as the next line, so that no field starts with one.
+    """
+    value = value.strip()
+    if markers.opens_with_label(value):
+        return "", value
+    match = markers.inline.search(value) if inline else None
+    if match is None:
+        return value, ""
+    return value[: match.start()].rstrip(" \t,;|"), value[match.start() :].strip()
 
 
 _INPUT_EMPTY = frozenset(

@@ -4,7 +4,8 @@ The structure follows the paper: a numbered list that the model continues (instr
 generation), a few-shot yes/no question (classification identification), and example
 blocks written input-first or output-first (instance generation). The wording is ours and
 lives in :class:`PromptTemplates`, so a plugin can swap any piece with
-:func:`dataclasses.replace`. :mod:`selfinstruct_async.parsing` reads the answers back.
+:func:`dataclasses.replace`. :mod:`selfinstruct_async.parsing` reads the answers back;
+:mod:`selfinstruct_async.demonstrations` chooses the tasks instance prompts show.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .client.protocol import SAMPLING_PARAMETERS, Api, CompletionRequest
 from .records import Instance, SeedTask
 
 _WHITESPACE = re.compile(r"\s+")
+Stops = Literal["anchored", "paper"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class PromptTemplates:
     """Every piece of wording the prompts use; labels are also what the parsers look for."""
 
     instruction_header: str
+    # Replaces ``instruction_header`` in classification-only runs, as the original does.
+    instruction_classification_header: str
     instruction_system: str
     classification_header: str
     classification_question: str
@@ -96,6 +100,11 @@ DEFAULT_TEMPLATES = PromptTemplates(
     instruction_header=(
         "Below is a numbered list of varied things people ask a capable assistant to do. "
         "Each entry is one self-contained task, written as a single line.\n"
+    ),
+    instruction_classification_header=(
+        "Below is a numbered list of classification tasks for a capable assistant: each one "
+        "sorts its input into one of a few fixed labels and says what the possible labels "
+        "are. Each entry is one self-contained task, written as a single line.\n"
     ),
     instruction_system=(
         "You extend numbered lists of tasks. Continue the user's list from the number it "
@@ -119,10 +128,10 @@ DEFAULT_TEMPLATES = PromptTemplates(
         "write <none> as its Input. Give several different examples when the task allows.\n"
     ),
     instance_output_first_header=(
-        "Each task below sorts its input into one of a few class labels. For a task, name "
-        "a class label first and then write one or more inputs that belong to that label, "
-        "covering the different labels. When a task needs no input, write <none> as its "
-        "Input.\n"
+        "Each task below sorts its input into one of a few class labels. For each label of "
+        "a task, write the Class label first and then one or more inputs that belong to it, "
+        "so that every label gets examples. When a task needs no input, write only its "
+        "class label.\n"
     ),
     instance_system=(
         "You write examples for tasks. For the last task in the user's message, continue "
@@ -140,22 +149,42 @@ def build_instruction_prompt(
     instructions: Sequence[str],
     templates: PromptTemplates = DEFAULT_TEMPLATES,
     max_number: int = 16,
+    *,
+    classification_only: bool = False,
+    stops: Stops = "anchored",
 ) -> Prompt:
     """A numbered list of ``instructions`` ending with the next, empty number.
 
     With N demonstrations the prompt ends with ``"N+1."``; the model writes items N+1 up
     to ``max_number - 1`` and the stop sequences catch the start of item ``max_number``.
+    ``classification_only`` heads the list with the header asking for classification
+    tasks that state their labels. ``stops="paper"`` uses the original's unanchored stops
+    ("16." anywhere ends the answer, cutting "in 16.5 seconds"); the default anchors them
+    to a line start.
     """
-    lines = [templates.instruction_header]
+    header = (
+        templates.instruction_classification_header
+        if classification_only
+        else templates.instruction_header
+    )
+    lines = [header]
     for number, instruction in enumerate(instructions, start=1):
         lines.append(f"{number}. {one_line(instruction).rstrip(':')}\n")
     lines.append(f"{len(instructions) + 1}.")
     return Prompt(
         text="".join(lines),
         system=templates.instruction_system,
-        stop=("\n\n", f"\n{max_number}.", f"\n{max_number})", f"\n{max_number} ."),
-        chat_stop=(f"\n{max_number}.",),
+        stop=_instruction_stops(max_number, stops),
+        chat_stop=_instruction_stops(max_number, stops)
+        if stops == "paper"
+        else (f"\n{max_number}.",),
     )
+
+
+def _instruction_stops(max_number: int, stops: Stops) -> tuple[str, ...]:
+    if stops == "paper":
+        return ("\n\n", f"\n{max_number}", f"{max_number}.", f"{max_number} .")
+    return ("\n\n", f"\n{max_number}.", f"\n{max_number})", f"\n{max_number} .")
 
 
 def build_classification_prompt(
@@ -213,12 +242,16 @@ def build_instance_prompt(
     demonstrations: Sequence[SeedTask],
     templates: PromptTemplates = DEFAULT_TEMPLATES,
     max_instances: int = 5,
+    *,
+    stops: Stops = "anchored",
 ) -> Prompt:
     """Example blocks for ``demonstrations``, ending with the new task's ``Task:`` line.
 
     Classification tasks are written output-first (``Class label:`` then its inputs), the
     paper's way of keeping the model from favouring one label; the rest input-first
-    (``Example n`` / ``Input:`` / ``Output:``).
+    (``Example n`` / ``Input:`` / ``Output:``). ``stops="paper"`` stops at "Task:" anywhere,
+    as the original does; the default only at a line start, so an input quoting "Task:"
+    survives.
     """
     header = (
         templates.instance_output_first_header
@@ -234,11 +267,12 @@ def build_instance_prompt(
         blocks.append(f"{templates.task_label}: {one_line(demo.instruction)}\n{body}")
     blocks.append(f"{templates.task_label}: {one_line(instruction)}\n")
     stop = f"{templates.example_label} {max_instances + 1}"
+    prefix = "" if stops == "paper" else "\n"
     return Prompt(
         text="\n".join(blocks),
         system=templates.instance_system,
-        stop=(stop, f"\n{templates.task_label}:"),
-        chat_stop=(stop,),
+        stop=(stop, f"{prefix}{templates.task_label}:"),
+        chat_stop=(stop, f"{templates.task_label}:") if stops == "paper" else (stop,),
     )
 
 
@@ -257,13 +291,20 @@ def _input_first_block(instances: Sequence[Instance], templates: PromptTemplates
 
 
 def _output_first_block(instances: Sequence[Instance], templates: PromptTemplates) -> str:
+    """Each label once, followed by its inputs; a label without input stands alone.
+
+    A task that needs no input is shown as its label only, the instance the parser reads
+    back from a label with no ``Input:`` line.
+    """
     by_label: dict[str, list[str]] = {}
     for instance in instances:
-        by_label.setdefault(one_line(instance.output), []).append(instance.input)
+        inputs = by_label.setdefault(one_line(instance.output), [])
+        if instance.input.strip():
+            inputs.append(instance.input)
     lines: list[str] = []
     for label, inputs in by_label.items():
         lines.append(f"{templates.class_label}: {label}")
-        lines.extend(f"{templates.input_label}: {_field(text, templates)}" for text in inputs)
+        lines.extend(f"{templates.input_label}: {text.strip()}" for text in inputs)
     return "".join(line + "\n" for line in lines)
 
 
@@ -271,6 +312,8 @@ def select_instance_demonstrations(
     seeds: Sequence[SeedTask], is_classification: bool, rng: random.Random, k: int = 4
 ) -> list[SeedTask]:
     """``k`` seed tasks of the same kind, each with at least one instance with an output.
+
+    Used when ``instances.demonstrations_from = "seeds"``: every task gets its own draw.
 
     For input-first prompts the sample includes a task without input and one with input
     when the seeds have them, so the model sees both ways of writing ``Input:``.

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pluggy
 import pytest
+from selfinstruct_plugins.keywords import (
+    ALPACA_EXTRA,
+    PAPER_BLACKLIST,
+    Blacklist,
+    BlacklistSettings,
+)
 
 from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.config import load_config
@@ -32,7 +39,11 @@ def chain(pm: pluggy.PluginManager) -> FilterChain:
         ("Reply now please", "word_count"),
         (" ".join(["word"] * 151), "word_count"),
         ("Describe the image below in detail for the reader.", "blacklist"),
-        ("Create a flowchart for making a cup of tea at home.", "blacklist"),
+        # "flowchart" is on Alpaca's list, not the paper's: the project's own filter takes it.
+        ("Create a flowchart for making a cup of tea at home.", "non_text_modality"),
+        ("Summarize the video in three bullet points for me.", "non_text_modality"),
+        ("Explain how pie charts can mislead readers.", None),
+        ("Describe the steps to take a screenshot on a laptop.", None),
         ("Explain how to GO TO the nearest station from downtown.", "blacklist"),
         ("Give a caption for this photo of a sunset at the beach.", "non_text_modality"),
         ("Write a program that sorts a list of numbers in Python.", "write_a_program"),
@@ -192,9 +203,60 @@ async def test_filter_settings_come_from_the_config_tables(pm: pluggy.PluginMana
     assert rejection is not None and rejection.filter == "blacklist"
 
 
+def test_the_default_blacklist_is_the_papers_and_alpacas_words_pass_it() -> None:
+    blacklist = Blacklist()
+    assert blacklist.words == PAPER_BLACKLIST
+    for word in ALPACA_EXTRA:
+        assert blacklist.check(f"Write a short essay about {word} in the modern world.") is None
+    assert blacklist.check("Write a short essay about maps in the modern world.") is not None
+
+
+@pytest.mark.anyio
+async def test_the_alpaca_list_is_a_setting(pm: pluggy.PluginManager) -> None:
+    chain = Plugins(pm).build_filter_chain({"blacklist": {"lists": ["alpaca"]}})
+    for word in ("video", "audio", "music", "flowchart", "diagram", "image", "go to"):
+        rejection = await chain.check_instruction(f"Write a short essay about {word} today.")
+        assert rejection is not None and rejection.filter == "blacklist", word
+        assert rejection.reason == f"contains blacklisted word {word!r}"
+
+
+@pytest.mark.anyio
+async def test_blacklist_words_are_added_to_the_lists_not_instead(
+    pm: pluggy.PluginManager,
+) -> None:
+    chain = Plugins(pm).build_filter_chain({"blacklist": {"words": ["tea", "coffee break"]}})
+    for text in (
+        "Recommend a tea for a cold evening.",
+        "Plan a Coffee Break for ten people.",
+        "Explain what a graph database is for.",  # the paper's words are still there
+    ):
+        rejection = await chain.check_instruction(text)
+        assert rejection is not None and rejection.filter == "blacklist", text
+
+
+def test_an_empty_blacklist_rejects_nothing() -> None:
+    blacklist = Blacklist(BlacklistSettings(lists=()))
+    assert blacklist.words == ()
+    assert blacklist.check("Draw a map of the files in the image.") is None
+
+
+def test_the_blacklist_settings_come_from_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('[filters.blacklist]\nlists = ["paper", "alpaca"]\nwords = ["tea"]\n')
+    config = load_config(path)
+    assert config.filters.settings["blacklist"] == {"lists": ["paper", "alpaca"], "words": ["tea"]}
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
+        (
+            {"blacklist": {"lists": ["paper", "vicuna"]}},
+            "filters.blacklist.lists[1]: expected 'paper' or 'alpaca', got 'vicuna'",
+        ),
+        ({"blacklist": {"lists": "alpaca"}}, "filters.blacklist.lists: expected a list"),
+        ({"blacklist": {"words": ["tea", " "]}}, "filters.blacklist: words[1]: must not be empty"),
+        ({"blacklist": {"list": ["alpaca"]}}, "filters.blacklist.list: unknown key"),
         ({"word_count": {"min": 1}}, "filters.word_count.min: unknown key"),
         ({"word_count": {"min_words": "one"}}, "filters.word_count.min_words: expected int"),
         ({"no_such_filter": {}}, "filters.no_such_filter: no such filter is loaded"),
@@ -204,5 +266,5 @@ async def test_filter_settings_come_from_the_config_tables(pm: pluggy.PluginMana
 def test_bad_filter_settings_name_the_key(
     pm: pluggy.PluginManager, settings: dict[str, dict[str, object]], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         Plugins(pm).build_filter_chain(settings)

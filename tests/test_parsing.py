@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,16 +34,73 @@ def test_single_completion_item_without_numbers_is_kept() -> None:
 def test_length_finish_drops_the_possibly_truncated_last_item() -> None:
     text = " First task.\n10. Second task.\n11. Third ta"
 
-    assert parse_instructions(text, 9, "length") == ["First task.", "Second task."]
+    assert parse_instructions(text, 9, "length", on_truncated="drop_last") == [
+        "First task.",
+        "Second task.",
+    ]
     assert parse_instructions(text, 9, "stop")[-1] == "Third ta"
 
 
 def test_length_finish_keeps_the_last_item_when_a_later_one_followed() -> None:
     text = "\n".join(f"{n}. task {n}" for n in range(9, 18))
 
-    parsed = parse_instructions(text, 9, "length", max_number=16)
+    parsed = parse_instructions(text, 9, "length", max_number=16, on_truncated="drop_last")
 
     assert parsed == [f"task {n}" for n in range(9, 16)]
+
+
+def test_length_finish_drops_the_whole_response_by_default() -> None:
+    text = " First task.\n10. Second task.\n11. Third ta"
+
+    assert parse_instructions(text, 9, "length") == []
+    assert parse_instructions(text, 9, "length", on_truncated="drop_response") == []
+    # A complete list followed by a cut-off remark is still a cut-off response.
+    assert parse_instructions("9. One.\n10. Two.\n\nI hope th", 9, "length") == []
+
+
+def test_an_unknown_truncation_rule_is_an_error() -> None:
+    with pytest.raises(ValueError, match="on_truncated"):
+        parse_instructions(" a", 9, "stop", on_truncated="drop_all")  # type: ignore[arg-type]
+
+
+def test_capitalize_applies_str_capitalize_to_each_item() -> None:
+    text = " explain how NASA names missions.\n10. Name a river in Peru."
+
+    assert parse_instructions(text, 9, "stop", capitalize=True) == [
+        "Explain how nasa names missions.",
+        "Name a river in peru.",
+    ]
+    assert parse_instructions(text, 9, "stop")[0] == "explain how NASA names missions."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " Translate the sentence into French:\n10. Name a planet.",
+        "Translate the sentence into French:\n10. Name a planet.",
+        " **Translate the sentence into French:**\n10. Name a planet.",
+        " Translate the sentence into French:",
+    ],
+)
+def test_a_first_instruction_ending_in_a_colon_is_an_item(text: str) -> None:
+    parsed = parse_instructions(text, 9, "stop")
+    assert parsed[0] == "Translate the sentence into French:"
+    assert parsed[1:] in ([], ["Name a planet."])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure! Here are more tasks:\n9. Name a planet.\n10. Name a river.",
+        "Here are 7 new tasks:\n9. Name a planet.\n10. Name a river.",
+        "Here are 7 new tasks:\n1. Name a planet.\n2. Name a river.",
+        "New tasks:\n9. Name a planet.\n10. Name a river.",
+        "Some more tasks:\n- Name a planet.\n- Name a river.",
+        "Here are the next ones:\n10. Name a planet.\n11. Name a river.",
+    ],
+)
+def test_a_genuine_preamble_is_still_skipped(text: str) -> None:
+    assert parse_instructions(text, 9, "stop") == ["Name a planet.", "Name a river."]
 
 
 def test_reading_stops_at_item_max_number() -> None:
@@ -77,7 +135,10 @@ def test_chat_answer_with_preamble_markdown_and_commentary() -> None:
 
 def test_commentary_after_the_list_is_not_an_item_even_when_truncated() -> None:
     text = "9. One task.\n10. Two task.\n\nI hope these help. Feel free to ask for mo"
-    assert parse_instructions(text, 9, "length") == ["One task.", "Two task."]
+    assert parse_instructions(text, 9, "length", on_truncated="drop_last") == [
+        "One task.",
+        "Two task.",
+    ]
 
 
 def test_renumbering_from_one_is_accepted_up_to_the_items_wanted() -> None:
@@ -104,7 +165,8 @@ def test_a_first_item_that_sounds_chatty_is_still_an_item_in_a_continuation() ->
 
 def test_truncation_does_not_cost_a_good_item_when_the_cut_one_was_skipped() -> None:
     text = "9. New task.\n10. Old one."
-    assert parse_instructions(text, 9, "length", known=["Old one."]) == ["New task."]
+    parsed = parse_instructions(text, 9, "length", known=["Old one."], on_truncated="drop_last")
+    assert parsed == ["New task."]
 
 
 def test_bullet_lists_carriage_returns_and_labels() -> None:
@@ -287,6 +349,137 @@ def test_classification_answer_written_input_first_is_still_read() -> None:
     assert parse_instances(text, True, None) == [Instance("x", "True"), Instance("y", "False")]
 
 
+# --- inputs under field names, one-line pairs, leaked markers ---------------------------
+
+
+def test_input_first_inputs_under_field_names_are_read_with_the_names() -> None:
+    text = (
+        "Example 1\nSentence: The cat sat on the mat.\nOutput: Statement\n"
+        "Example 2\nDialogue:\n- Agent: How can I help?\n- Customer: My card is blocked.\n"
+        "Output: Unsatisfied\n"
+        "Example 3\nSentence 1: It rained.\nSentence 2: The road is wet.\nOutput: Cause\n"
+        "Example 4\n**Paragraph:** Rome was not built in a day.\nOutput: Proverb"
+    )
+
+    assert parse_instances(text, False, "stop") == [
+        Instance("Sentence: The cat sat on the mat.", "Statement"),
+        Instance(
+            "Dialogue:\n- Agent: How can I help?\n- Customer: My card is blocked.", "Unsatisfied"
+        ),
+        Instance("Sentence 1: It rained.\nSentence 2: The road is wet.", "Cause"),
+        Instance("Paragraph: Rome was not built in a day.", "Proverb"),
+    ]
+
+
+def test_field_named_pairs_without_example_markers_are_separate_instances() -> None:
+    text = "Sentence: one\nOutput: A\nthe output goes on\nSentence: two\nOutput: B"
+    assert parse_instances(text, False, None) == [
+        Instance("Sentence: one", "A\nthe output goes on"),
+        Instance("Sentence: two", "B"),
+    ]
+
+
+def test_after_an_example_marker_any_text_is_the_input() -> None:
+    text = "Example 1\nThe quick brown fox.\nOutput: 4 words\nExample 2: A slow dog.\nOutput: 3"
+    assert parse_instances(text, False, None) == [
+        Instance("The quick brown fox.", "4 words"),
+        Instance("A slow dog.", "3"),
+    ]
+
+
+def test_a_chat_preamble_before_the_first_output_is_not_an_input() -> None:
+    for preamble in ("Sure! Here is an example:", "Here are 3 examples:", "I hope this helps"):
+        assert parse_instances(f"{preamble}\nOutput: x", False, "stop") == [Instance("", "x")]
+
+
+def test_output_first_field_names_are_inputs_not_part_of_the_label() -> None:
+    text = (
+        "Class label: Positive\nSentence: I love it.\nSentence: Great!\n"
+        "Class label: Unsupport\n**Document:** Rates fell.\nClaim: Loans will rise.\n"
+        "Class label: Mixed\nI like the food but not the service.\n"
+        "Class label: Neutral"
+    )
+
+    assert parse_instances(text, True, "stop") == [
+        Instance("Sentence: I love it.", "Positive"),
+        Instance("Sentence: Great!", "Positive"),
+        Instance("Document: Rates fell.\nClaim: Loans will rise.", "Unsupport"),
+        Instance("I like the food but not the service.", "Mixed"),
+        Instance("", "Neutral"),
+    ]
+
+
+def test_output_first_label_on_the_line_after_its_marker() -> None:
+    text = "**Class label:**\nTrue\nStatement: Water is wet."
+    assert parse_instances(text, True, None) == [Instance("Statement: Water is wet.", "True")]
+
+
+def test_output_first_closing_remark_right_after_a_label_is_not_an_input() -> None:
+    text = "Class label: Spam\nEmail: You won!\nClass label: Not spam\nI hope this helps!"
+    assert parse_instances(text, True, None) == [
+        Instance("Email: You won!", "Spam"),
+        Instance("", "Not spam"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Input: x Output: y",
+        "Input: x  Output: y",
+        "**Input:** x **Output:** y",
+        "**Input**: x  **Output**: y",
+        "Input: x, Output: y",
+        "1. Input: x Output: y",
+        "Example 1: Input: x Output: y",
+        "Sentence: x Output: y",
+    ],
+)
+def test_input_and_output_on_one_line(text: str) -> None:
+    expected = "Sentence: x" if text.startswith("Sentence") else "x"
+    assert parse_instances(text, False, "stop") == [Instance(expected, "y")]
+
+
+def test_class_label_and_input_on_one_line() -> None:
+    text = "Class label: Positive Input: I love it.\nClass label: Negative **Input:** Awful."
+    assert parse_instances(text, True, None) == [
+        Instance("I love it.", "Positive"),
+        Instance("Awful.", "Negative"),
+    ]
+
+
+def test_output_first_output_line_ends_the_input_and_the_label_stays_the_output() -> None:
+    # Issue 16: "input": "10, 20, ... 100\nOutput: 10" passed every filter.
+    text = (
+        "Class label: 10\nInput: 10, 20, ... 100\nOutput: 10\n"
+        "Class label: Even\nInput: 4\nOutput: 4 is even.\nit has no remainder"
+    )
+    assert parse_instances(text, True, "stop") == [
+        Instance("10, 20, ... 100", "10"),
+        Instance("4", "Even"),
+    ]
+
+
+def test_output_first_pairs_before_any_label_are_read_input_first() -> None:
+    text = "Input: The item is a car.\nOutput: Vehicle\nClass label: Fruit\nInput: apple"
+    assert parse_instances(text, True, None) == [
+        Instance("The item is a car.", "Vehicle"),
+        Instance("apple", "Fruit"),
+    ]
+
+
+def test_a_class_label_in_an_input_first_answer_is_not_kept_in_a_field() -> None:
+    text = (
+        "Example 1\nInput: a\nOutput: b\nClass label: Z\nmore text\nExample 2\nInput: c\nOutput: d"
+    )
+    assert parse_instances(text, False, None) == [Instance("a", "b"), Instance("c", "d")]
+
+
+def test_an_example_line_with_a_title_is_a_marker_not_content() -> None:
+    text = "Example 1\nInput: a\nOutput: b\nExample 2 - a harder one\nInput: c\nOutput: d"
+    assert parse_instances(text, False, None) == [Instance("a", "b"), Instance("c", "d")]
+
+
 def test_instance_garbage_gives_nothing() -> None:
     assert parse_instances("I'm sorry, I can't help with that.", False, "stop") == []
     assert parse_instances('{"input": "x", "output": "y"}', True, "stop") == []
@@ -359,10 +552,69 @@ def test_classification_parser_never_raises(text: str) -> None:
     assert parse_classification(text) in (True, False, None)
 
 
+_MARKER_LINE = re.compile(
+    r"^\s*(?:[-*+]\s+|\d{1,2}[.)]\s+)?(?:\*\*|__)?\s*(?:input|output|class label|task)"
+    r"(?:\s*\d{1,3})?\s*(?:\*\*|__)?\s*[:\uff1a]|^\s*(?:\*\*|__)?\s*example\s*#?\s*\d",
+    re.IGNORECASE,
+)
+_FIELD_PARTS = st.one_of(
+    st.sampled_from(
+        [
+            "Input:",
+            "Output:",
+            "**Output:**",
+            "Class label:",
+            "Label:",
+            "Example 2",
+            "Example 3:",
+            "Task:",
+            "Sentence:",
+            "Sentence 2:",
+            "- Output:",
+            "1. Input:",
+            "10, 20, 30",
+            "a b",
+            "I hope this helps!",
+            "",
+        ]
+    ),
+    st.text(alphabet="ab :\n*", max_size=12),
+)
+_FIELDS = st.lists(
+    st.tuples(_FIELD_PARTS, st.sampled_from(["\n", " ", "  ", "\n\n", ""])), max_size=40
+).map(lambda parts: "".join(part + sep for part, sep in parts))
+
+
+@settings(max_examples=1000)
+@given(_FIELDS, st.booleans(), _FINISH)
+def test_no_parsed_field_holds_a_line_opening_with_a_marker(
+    text: str, clf: bool, finish: str | None
+) -> None:
+    for instance in parse_instances(text, clf, finish, 50):
+        for value in (instance.input, instance.output):
+            assert not any(_MARKER_LINE.match(line) for line in value.split("\n")), value
+
+
 def test_parsers_cope_with_huge_text() -> None:
     huge = ("10. **Input:** " + "word " * 2000 + "\n") * 100 + "#" * 50_000 + "\n" + "*" * 50_000
 
-    assert len(parse_instructions(huge, 9, "length")) <= 7
+    assert len(parse_instructions(huge, 9, "length", on_truncated="drop_last")) <= 7
     assert len(parse_instances(huge, False, "length")) <= 5
     assert len(parse_instances(huge, True, None)) <= 5
     assert parse_classification(huge) in (True, False, None)
+
+
+@pytest.mark.timeout(20)  # lines like these once kept a regex busy for over ten minutes
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Example 1\nSentence" + " " * 200_000 + "x\nOutput: y",
+        "Input" + " " * 200_000 + "x\nOutput: y",
+        "Example" + " " * 200_000 + "x\nOutput: y",
+        "Input: x" + " " * 200_000 + "y Output: z",
+        "Class label: A\n" + "Sentence: x\n" * 50_000,
+    ],
+)
+def test_long_runs_of_spaces_and_fields_parse_in_linear_time(text: str) -> None:
+    parsed = parse_instances(text, text.startswith("Class"), "stop", 50)
+    assert len(parsed) == (50 if text.startswith("Class") else 1)

@@ -212,3 +212,34 @@ def test_sampling_settings_a_stage_leaves_out_keep_the_request_defaults() -> Non
 
     defaults = CompletionRequest(stage="x", prompt="", max_tokens=1).sampling()
     assert request.sampling() == defaults | {"temperature": 0.4}
+
+
+def test_output_first_prompt_writes_a_task_without_input_as_its_label_alone() -> None:
+    demos = [
+        SeedTask("c1", "prime", "Is 91 a prime number?", (Instance("", "No"),), True),
+        SeedTask(
+            "c2",
+            "mood",
+            "Say if the note is happy or sad.",
+            (Instance("Won the cup!", "Happy"), Instance("Lost my keys.", "Sad")),
+            True,
+        ),
+    ]
+
+    text = build_instance_prompt("Is it spam?", True, demos).text
+
+    assert "Task: Is 91 a prime number?\nClass label: No\n\nTask: Say if" in text
+    assert "Class label: Happy\nInput: Won the cup!\nClass label: Sad\nInput: Lost my keys.\n" in (
+        text
+    )
+    assert DEFAULT_TEMPLATES.empty_input not in text
+
+
+def test_instruction_prompt_asks_for_classification_tasks_only_when_told() -> None:
+    general = build_instruction_prompt(["Sort the list."])
+    classification = build_instruction_prompt(["Sort the list."], classification_only=True)
+
+    assert general.text.startswith(DEFAULT_TEMPLATES.instruction_header)
+    assert classification.text.startswith(DEFAULT_TEMPLATES.instruction_classification_header)
+    assert general.text.split("\n", 1)[1] == classification.text.split("\n", 1)[1]
+    assert (general.stop, general.system) == (classification.stop, classification.system)

@@ -21,6 +21,7 @@ from selfinstruct_async.config import load_config
 from selfinstruct_async.records import PendingTask, Task
 from selfinstruct_async.run.pool import Pool
 from selfinstruct_async.run.runner import run
+from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator
 
@@ -134,3 +135,26 @@ def test_machine_demonstrations_come_from_the_configured_pool(machine_pool: str)
     }[machine_pool]
     assert set(drawn) == expected
     assert pool.accepted == 1
+
+
+async def test_classification_only_runs_compare_with_classification_seeds_only(
+    provider: SimulatorHandle, tmp_path: Path, pm: pluggy.PluginManager
+) -> None:
+    seeds = load_seed_tasks(DEFAULT_SEEDS)
+    config = load_config(
+        overrides={
+            "run": {"out": str(tmp_path / "run"), "target": 2},
+            "endpoint": {"base_url": provider.base_url, "model": "sim"},
+            "generation": {"classification_only": True},
+        }
+    )
+    probe = PoolProbe()
+    pm.register(probe)
+    try:
+        RememberRecorder.remembered.clear()
+        await run(config, pm=pm)
+        remembered = set(RememberRecorder.remembered)
+    finally:
+        pm.unregister(probe)
+    seeds_seen = {s.instruction for s in seeds} & remembered
+    assert seeds_seen == {s.instruction for s in seeds if s.is_classification}

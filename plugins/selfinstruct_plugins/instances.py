@@ -1,5 +1,11 @@
 """The paper's instance filters (incomplete, trivial, duplicate and contradictory instances),
 and one against control characters in an instance's input or output.
+
+The chain runs them one after the other over a task's instances, each over what the ones
+before it kept, which is the original's order: invalid instances (empty output, control
+characters, a trailing colon, output copying the input) go first, then the contradiction
+rule judges the survivors, then exact duplicates go. The cap on instances per task comes
+after all of them, in the stage (``instances.max_instances``, ``instances.cap``).
 """
 
 from __future__ import annotations
@@ -71,7 +77,11 @@ class InputEqualsOutput(BaseFilter):
 
 
 class ConflictingOutputs(BaseFilter):
-    """The paper's rule: if one non-empty input appears with different outputs, drop them all."""
+    """The paper's rule: if one non-empty input appears with different outputs, drop them all.
+
+    Only instances that passed the filters ordered before this one are compared, so an
+    instance already rejected (an empty output, say) cannot sink its siblings.
+    """
 
     name = "conflicting_outputs"
     order = 40
@@ -89,7 +99,7 @@ class ConflictingOutputs(BaseFilter):
 
 
 class DuplicateInstance(BaseFilter):
-    """Rejects an instance identical to one generated before it for the same task."""
+    """Rejects an instance identical to a surviving one generated before it for the same task."""
 
     name = "duplicate_instance"
     order = 50

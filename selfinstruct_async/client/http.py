@@ -17,6 +17,15 @@ What a server says is bounded: a requested wait (``Retry-After`` and kin) longer
 endpoint's ``max_retry_wait`` is cut to it, with a warning once per endpoint until it next
 answers, and any wait over :data:`LONG_WAIT` seconds is logged; an answer larger than
 ``max_response_bytes`` is a failed attempt, read no further than the cap.
+
+A refusal saying that prompt plus ``max_tokens`` overflow the model's context is retried
+at once with a smaller ``max_tokens``: what the refusal's numbers say fits, else 0.8 of
+the last try (:func:`~selfinstruct_async.client.retry.next_max_tokens`). Each shrink is
+counted (``retries.context_length``, through the callback given to :meth:`HTTPClient.count_to`)
+and does not use up the request's ``max_attempts``, which are for transient failures;
+below ``min_max_tokens`` (or when the prompt alone is too long) the request ends in
+:class:`~selfinstruct_async.errors.ContextLengthExceeded`, a refusal of this one prompt
+that the run survives.
 """
 
 from __future__ import annotations
@@ -26,12 +35,15 @@ import logging
 import math
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 
+from .. import counters as names
 from ..config import EndpointConfig
 from ..errors import (
     ConfigError,
+    ContextLengthExceeded,
     LLMError,
     PermanentHTTPError,
     RequestTooLarge,
@@ -44,11 +56,13 @@ from .openai_format import parse_completion, request_body
 from .pacing import AnyioClock, Clock, Pacer
 from .protocol import Completion, CompletionRequest, Usage
 from .retry import (
+    MIN_MAX_TOKENS,
     Failure,
     FailureKind,
     RetryPolicy,
     classify_exception,
     failure_from_response,
+    next_max_tokens,
     rate_limit_info,
 )
 from .tokens import NOTHING_RESERVED, Reservation, estimate_tokens, prompt_tokens, reservation
@@ -92,9 +106,12 @@ class HTTPClient:
         cooldown_after: int = 3,
         cooldown_base: float = 2.0,
         cooldown_max: float = 60.0,
+        min_max_tokens: int = MIN_MAX_TOKENS,
     ) -> None:
         if not endpoints:
             raise ConfigError("endpoints: at least one endpoint is required")
+        if min_max_tokens < 1:
+            raise ConfigError(f"min_max_tokens: must be at least 1, got {min_max_tokens}")
         self.endpoints = list(endpoints)
         self.usage = usage
         attempts = max(e.config.max_attempts for e in self.endpoints)
@@ -111,6 +128,16 @@ class HTTPClient:
         self._apis = {e.config.api for e in self.endpoints}
         self._next = 0
         self._closed = False
+        self.min_max_tokens = min_max_tokens
+        self._count: Callable[[str], None] | None = None
+        self._context_warned: set[int] = set()  # endpoints (by id) already warned about
+
+    def count_to(self, count: Callable[[str], None] | None) -> None:
+        """Send the client's run counters (``retries.context_length``) to ``count``.
+
+        The run's counter buffer is built after the client, so it is attached here.
+        """
+        self._count = count
 
     async def __aenter__(self) -> HTTPClient:
         return self
@@ -207,20 +234,30 @@ class HTTPClient:
     ) -> Completion:
         bodies: dict[int, bytes] = {}
         avoid: Endpoint | None = None
+        # ``attempt`` counts against max_attempts; a context-length shrink does not, since
+        # it changes the request and its number is bounded by the floor.
         attempt = 0
+        sent = request
         while True:
             attempt += 1
             endpoint = self._choose(candidates, reserved[candidates[0].config.api].total, avoid)
             held = reserved[endpoint.config.api]
             key = id(endpoint)
             if key not in bodies:
-                payload = request_body(request, endpoint.config.model, chat=endpoint.chat)
+                payload = request_body(sent, endpoint.config.model, chat=endpoint.chat)
                 bodies[key] = json.dumps(payload).encode()
-            sent_at = await endpoint.pacer.acquire(held.total, front=attempt > 1)
+            retrying = attempt > 1 or sent is not request
+            sent_at = await endpoint.pacer.acquire(held.total, front=retrying)
             outcome, response = await self._send(endpoint, bodies[key])
             if isinstance(outcome, Completion):
                 return self._succeeded(request, endpoint, held, response, outcome)
             self._failed(request, endpoint, held, sent_at, outcome, response.headers)
+            if outcome.kind is FailureKind.CONTEXT_LENGTH:
+                sent = self._shrunk(sent, endpoint, outcome, response)
+                bodies.clear()
+                attempt -= 1
+                self.usage.record(request.stage, retries=1)
+                continue
             self._raise_if_final(request, endpoint, attempt, outcome, response)
             delay = self._retry_delay(request, endpoint, attempt, outcome)
             self.usage.record(request.stage, retries=1)
@@ -248,6 +285,41 @@ class HTTPClient:
             return self._classify(endpoint, response), response
         finally:
             endpoint.pacer.release()
+
+    def _shrunk(
+        self,
+        sent: CompletionRequest,
+        endpoint: Endpoint,
+        failure: Failure,
+        response: TransportResponse,
+    ) -> CompletionRequest:
+        """``sent`` with the next ``max_tokens`` to try; raises if none down to the floor fits."""
+        assert failure.overflow is not None
+        smaller = next_max_tokens(sent.max_tokens, failure.overflow, floor=self.min_max_tokens)
+        if smaller is None:
+            self.usage.record(sent.stage, failures=1)
+            raise ContextLengthExceeded(
+                failure.status or 0,
+                self.redact(response.body.decode("utf-8", "replace")),
+                max_tokens=sent.max_tokens,
+                floor=self.min_max_tokens,
+            )
+        if self._count is not None:
+            self._count(names.RETRIES_CONTEXT_LENGTH)
+        # Once per endpoint: the setting is too large for the model, and every long prompt
+        # of the run would say so again.
+        level = logging.DEBUG if id(endpoint) in self._context_warned else logging.WARNING
+        self._context_warned.add(id(endpoint))
+        logger.log(
+            level,
+            "%s",
+            self.redact(
+                f"{sent.stage}: {endpoint.shown_base_url} refused max_tokens={sent.max_tokens} "
+                f"as over the model's context; retrying with {smaller} (such retries are "
+                f"counted in {names.RETRIES_CONTEXT_LENGTH})"
+            ),
+        )
+        return replace(sent, max_tokens=smaller)
 
     def _raise_if_final(
         self,
@@ -421,6 +493,7 @@ def build_http_client(
     max_cost_budget: float | None = None,
     environ: Mapping[str, str] = os.environ,
     clock: Clock | None = None,
+    min_max_tokens: int = MIN_MAX_TOKENS,
 ) -> HTTPClient:
     """The client for ``endpoints``: one aiohttp session and pacer per endpoint.
 
@@ -450,4 +523,4 @@ def build_http_client(
         built.append(Endpoint(config, AiohttpTransport(limit=size), pacer, key or None))
     if max_tokens_budget is not None or max_cost_budget is not None:
         usage.set_budget(max_tokens=max_tokens_budget, max_cost=max_cost_budget)
-    return HTTPClient(built, usage, clock=clock)
+    return HTTPClient(built, usage, clock=clock, min_max_tokens=min_max_tokens)

@@ -2,7 +2,10 @@
 
 Classification is by HTTP status and by transport exception; 429 and 5xx, timeouts,
 connection resets, malformed JSON, empty ``choices`` and answers over the size cap are
-transient, any other 4xx is permanent. The wait honours what the server said
+transient, any other 4xx is permanent, except a refusal saying that prompt plus
+``max_tokens`` overflow the model's context (:func:`context_overflow` reads OpenAI's,
+vLLM's, llama.cpp's and llama-cpp-python's wordings): the client retries that one with a
+smaller ``max_tokens`` (:func:`next_max_tokens`). The wait honours what the server said
 (``retry-after-ms``, ``Retry-After``, ``x-ratelimit-reset-*`` when the matching
 ``x-ratelimit-remaining-*`` is zero), up to a cap the caller gives (a provider asking for a
 day must not park a request for a day), and otherwise backs off exponentially with jitter,
@@ -36,10 +39,47 @@ class FailureKind(Enum):
     EMPTY = "empty"
     TOO_LARGE = "too_large"
     CLIENT_ERROR = "client_error"
+    # Prompt + max_tokens overflow the context: the same request can never succeed, a
+    # smaller max_tokens may (the HTTP client shrinks it; see :func:`next_max_tokens`).
+    CONTEXT_LENGTH = "context_length"
 
     @property
     def retryable(self) -> bool:
-        return self is not FailureKind.CLIENT_ERROR
+        return self not in (FailureKind.CLIENT_ERROR, FailureKind.CONTEXT_LENGTH)
+
+
+#: Each blind shrink multiplies ``max_tokens`` by this (when the refusal gives no numbers).
+CONTEXT_SHRINK = 0.8
+#: The default floor: a ``max_tokens`` that would fall below it is not tried.
+MIN_MAX_TOKENS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ContextOverflow:
+    """What a context-length refusal said, each number ``None`` where it did not say it.
+
+    ``context``: the model's context in tokens; ``prompt``: the prompt's tokens;
+    ``requested``: prompt plus completion as the server added them up; ``completion``:
+    the completion part of that sum; ``completion_cap``: the most completion tokens the
+    model allows whatever the prompt (OpenAI's "supports at most N completion tokens").
+    """
+
+    context: int | None = None
+    prompt: int | None = None
+    requested: int | None = None
+    completion: int | None = None
+    completion_cap: int | None = None
+
+    def fit(self, sent: int) -> int | None:
+        """The largest ``max_tokens`` the numbers allow (<= 0: the prompt alone is too long),
+        or ``None`` when they do not say; ``sent`` is the ``max_tokens`` that was refused."""
+        prompt = self.prompt
+        if prompt is None and self.requested is not None:
+            prompt = self.requested - (self.completion if self.completion is not None else sent)
+        room = [self.context - prompt] if self.context is not None and prompt is not None else []
+        if self.completion_cap is not None:
+            room.append(self.completion_cap)
+        return min(room) if room else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +92,7 @@ class Failure:
     retry_after: float | None = None  # seconds the server asked us to wait
     limit_type: str | None = None  # "requests" or "tokens" for a 429, when known
     wait_source: str | None = None  # the header ``retry_after`` came from
+    overflow: ContextOverflow | None = None  # for ``CONTEXT_LENGTH``: what the server said
 
     @property
     def retryable(self) -> bool:
@@ -194,6 +235,114 @@ def _error_type(body: bytes) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+# What marks a refusal as a context overflow, in the servers' own words: OpenAI and vLLM
+# ("maximum context length"), llama.cpp ("exceeds the available context size"),
+# llama-cpp-python unformatted ("exceed context window"), vLLM's prompt-only checks,
+# Hugging Face TGI, and OpenAI's per-model completion cap.
+_CONTEXT_WORDING = re.compile(
+    r"maximum context length|available context size|exceed(?:s|ed)? (?:the )?context window"
+    r"|longer than the maximum model length|too long and exceeds limit of"
+    r"|`max_new_tokens` must be <=|supports at most \d+ completion tokens"
+    r"|prompt is too long: \d+ tokens",
+    re.IGNORECASE,
+)
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+# Each number a refusal may state, and the phrasings that state it (first match wins).
+_CONTEXT_NUMBERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "context",
+        (
+            r"maximum context length.{0,80}?(\d+) tokens",
+            r"context window of (\d+)",
+            r"maximum model length of (\d+)",
+            r"exceeds limit of (\d+)",
+            r"`max_new_tokens` must be <= (\d+)",
+            r"tokens > (\d+) maximum",
+        ),
+    ),
+    (
+        "prompt",
+        (
+            r"\((\d+) in (?:the |your )?(?:messages|prompt)",
+            r"your messages resulted in (\d+) tokens",
+            r"your request has (\d+) input tokens",
+            # llama-cpp-python counts the prompt alone here (it trims max_tokens itself).
+            r"requested tokens \((\d+)\) exceed",
+            r"prompt \(length (\d+)\)",
+            r"input prompt \((\d+) tokens\)",
+            r"given: (\d+) `inputs` tokens",
+            r"prompt is too long: (\d+) tokens",
+        ),
+    ),
+    ("requested", (r"you requested (\d+) tokens",)),
+    ("completion", (r"(\d+) (?:in|for) the completion", r"and (\d+) `max_new_tokens`")),
+    ("completion_cap", (r"supports at most (\d+) completion tokens",)),
+)
+_COMPILED_NUMBERS = tuple(
+    (name, tuple(re.compile(p, re.IGNORECASE | re.DOTALL) for p in patterns))
+    for name, patterns in _CONTEXT_NUMBERS
+)
+
+
+def _error_fields(body: bytes) -> tuple[str, dict[str, object]]:
+    """The error's message and its object (OpenAI's ``{"error": {...}}``, or vLLM's older
+    top-level ``{"object": "error", "message": ...}``); the raw text when not JSON."""
+    text = body.decode("utf-8", "replace")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text, {}
+    if not isinstance(payload, dict):
+        return text, {}
+    error = payload.get("error")
+    fields = error if isinstance(error, dict) else payload
+    message = fields.get("message")
+    if not isinstance(message, str):
+        message = error if isinstance(error, str) else text
+    return message, fields
+
+
+def context_overflow(body: bytes) -> ContextOverflow | None:
+    """What a refusal says about the context, or ``None`` if it is not a context overflow.
+
+    Recognised by an error ``code``/``type`` (``context_length_exceeded``,
+    ``exceed_context_size_error``) or by the message's wording; the numbers come from the
+    message, or from llama.cpp's ``n_ctx`` and ``n_prompt_tokens`` fields.
+    """
+    message, fields = _error_fields(body)
+    codes = {fields.get("code"), fields.get("type")}
+    if not (codes & _CONTEXT_CODES or _CONTEXT_WORDING.search(message)):
+        return None
+    found: dict[str, int] = {}
+    for name, patterns in _COMPILED_NUMBERS:
+        for pattern in patterns:
+            match = pattern.search(message)
+            if match is not None:
+                found[name] = int(match.group(1))
+                break
+    for name, key in (("context", "n_ctx"), ("prompt", "n_prompt_tokens")):
+        number = fields.get(key)
+        if name not in found and isinstance(number, int) and not isinstance(number, bool):
+            found[name] = number
+    return ContextOverflow(**found)
+
+
+def next_max_tokens(
+    sent: int, overflow: ContextOverflow, *, floor: int = MIN_MAX_TOKENS
+) -> int | None:
+    """The ``max_tokens`` to try after ``sent`` overflowed the context; ``None``: give up.
+
+    What the numbers say fits when the refusal gives them, else ``sent`` times
+    :data:`CONTEXT_SHRINK`; ``None`` when that is below ``floor`` (a prompt too long on
+    its own leaves no room at all). A stated fit that is no smaller than ``sent`` (the
+    server counts differently from its message) falls back to the blind step, so every
+    retry asks for less and the retries end.
+    """
+    fit = overflow.fit(sent)
+    smaller = fit if fit is not None and fit < sent else math.floor(sent * CONTEXT_SHRINK)
+    return smaller if smaller >= floor else None
+
+
 def failure_from_response(status: int, headers: Mapping[str, str], body: bytes) -> Failure | None:
     """Classify an HTTP answer by status; ``None`` for 2xx (the body is checked later)."""
     kind = classify_status(status)
@@ -201,6 +350,12 @@ def failure_from_response(status: int, headers: Mapping[str, str], body: bytes) 
         return None
     excerpt = body[:300].decode("utf-8", "replace")
     message = f"HTTP {status}: {excerpt}"
+    if kind is FailureKind.CLIENT_ERROR or status == 500:
+        # Servers wrap errors they do not recognise as 500 (llama-cpp-python does); a
+        # context overflow among them is as final as a 400: the wording decides.
+        overflow = context_overflow(body)
+        if overflow is not None:
+            return Failure(FailureKind.CONTEXT_LENGTH, message, status, overflow=overflow)
     found = requested_wait(headers)
     wait, source = found if found is not None else (None, None)
     if kind is not FailureKind.RATE_LIMITED:

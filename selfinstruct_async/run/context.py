@@ -21,6 +21,7 @@ from ..checkpoint.store import Store
 from ..client.protocol import Completion, CompletionRequest, LLMClient
 from ..client.usage import UsageMeter
 from ..config import Config
+from ..demonstrations import InstanceDemonstrations
 from ..filters import FilterChain
 from ..plugins import Plugins
 from ..prompts import PromptTemplates
@@ -39,13 +40,15 @@ class RunContext:
     """Shared state of one run; stages get it as their first argument.
 
     ``client`` is the complete client the stages call (the request ledger wrapping the
-    endpoints), built before the context. ``started`` is wall-clock seconds.
+    endpoints), built before the context. ``instance_demonstrations`` are read once per
+    run (``instances.demonstrations_from``). ``started`` is wall-clock seconds.
     """
 
     config: Config
     seeds: list[SeedTask]
     templates: PromptTemplates
     classification_demonstrations: list[tuple[str, bool]]
+    instance_demonstrations: InstanceDemonstrations
     client: LLMClient
     store: Store
     db: StoreCalls

@@ -40,6 +40,7 @@ from ..client.protocol import LLMClient
 from ..client.recording import LedgerClient
 from ..client.usage import UsageMeter
 from ..config import Config
+from ..demonstrations import InstanceDemonstrations, load_instance_demonstrations
 from ..errors import CheckpointError, ConfigError, SelfInstructError
 from ..filters import FilterChain
 from ..plugins import Plugins, make_plugin_manager
@@ -95,6 +96,7 @@ class RunInputs:
 
     seeds_file: Path
     seeds: list[SeedTask]
+    demonstrations: InstanceDemonstrations
     plugins: Plugins
     chain: FilterChain
 
@@ -212,6 +214,7 @@ def check_inputs(
         raise ConfigError(
             f"generation.classification_only: the seeds in {seeds_file} hold no classification task"
         )
+    demonstrations = load_instance_demonstrations(config.instances, seeds, seeds_file)
     if monitor is not None and not 0 <= monitor[1] <= 65535:
         raise ConfigError(f"--monitor: port must be between 0 and 65535, got {monitor[1]}")
     plugins = Plugins(pm or make_plugin_manager(config.plugins.disabled))
@@ -220,7 +223,7 @@ def check_inputs(
         config.filters.on_error,
         allow_unfiltered=config.filters.allow_unfiltered,
     )
-    return RunInputs(seeds_file, seeds, plugins, chain)
+    return RunInputs(seeds_file, seeds, demonstrations, plugins, chain)
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,9 @@ async def open_context(
         max_deferred=config.run.queue_size,
     )
     counters = CounterBuffer()
+    count_to = getattr(endpoints, "count_to", None)
+    if count_to is not None:
+        count_to(counters.count)  # the HTTP client's context-length shrinks, for instance
     db = StoreCalls(counters)
     run = config.run
     ctx = RunContext(
@@ -300,6 +306,7 @@ async def open_context(
         classification_demonstrations=select_classification_demonstrations(
             seeds, config.classification.demonstrations
         ),
+        instance_demonstrations=inputs.demonstrations,
         client=LedgerClient(endpoints, store, db, counters.count, _ledger_namespace(config)),
         store=store,
         db=db,

@@ -12,6 +12,7 @@ A hostile provider, for example::
     python -m selfinstruct_async.simulator --fault-429 0.5 --retry-after 86400
     python -m selfinstruct_async.simulator --fault-huge 0.1 --huge-bytes 100000000
     python -m selfinstruct_async.simulator --outage-after 20 --outage-seconds 5
+    python -m selfinstruct_async.simulator --rpm 600 --limit-slice 0.1   # 1 per 100 ms slice
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def _add_limit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpm", type=float, default=None, help="requests per minute (default: none)")
     p.add_argument("--tpm", type=float, default=None, help="tokens per minute (default: none)")
     p.add_argument("--window", type=float, default=1.0, help="seconds of burst the limits allow")
+    p.add_argument(
+        "--limit-slice",
+        type=float,
+        default=None,
+        metavar="S",
+        help="enforce the limits in fixed S-second slices on the wall clock (e.g. 1 or 0.1): "
+        "limit/60*S per slice, instead of a --window bucket",
+    )
     p.add_argument("--no-rate-limit-headers", action="store_true", help="omit x-ratelimit-*")
     p.add_argument("--latency", type=float, default=0.0, help="median latency in seconds")
     p.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal sigma (0: fixed)")
@@ -125,6 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         rpm=args.rpm,
         tpm=args.tpm,
         window=args.window,
+        limit_slice=args.limit_slice,
         rate_limit_headers=not args.no_rate_limit_headers,
         fault_5xx=args.fault_5xx,
         fault_reset=args.fault_reset,

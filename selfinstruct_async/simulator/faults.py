@@ -4,6 +4,8 @@ A fault is drawn per admitted request (:func:`pick_fault`); a hang or a forced 4
 before any work (:func:`fail_before_work`), a 5xx, a reset, malformed JSON or a huge body
 after the answer's latency (:func:`fail_after_latency`). Each gives back to the token
 limit what the request was charged but did not use, as a provider's accounting would.
+A request whose prompt and ``max_tokens`` overflow ``context_limit`` is refused before
+any of that, with a 400 in OpenAI's, vLLM's or llama.cpp's words (:func:`over_context`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,54 @@ def pick_fault(settings: SimulatorSettings, draw: float) -> str | None:
         if draw < edge:
             return name
     return None
+
+
+def over_context(state: State, call: Call) -> web.Response | None:
+    """The 400 refusing a request that overflows ``context_limit``, or ``None``.
+
+    Prompt tokens (the simulator's estimate) plus ``max_tokens`` are what is compared, as
+    OpenAI and vLLM do; counted in ``faults`` as ``context_length``.
+    """
+    settings = state.settings
+    limit = settings.context_limit
+    if limit is None or call.prompt_tokens + call.max_tokens <= limit:
+        return None
+    state.stats.faults["context_length"] += 1
+    prompt, completion = call.prompt_tokens, call.max_tokens
+    total = prompt + completion
+    if settings.context_wording == "llama.cpp":
+        error = {
+            "code": 400,
+            "message": "the request exceeds the available context size, try increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": prompt,
+            "n_ctx": limit,
+        }
+        return json_reply(state, 400, {"error": error})
+    if call.chat or settings.context_wording == "vllm":
+        message = (
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{total} tokens ({prompt} in the messages, {completion} in the completion). "
+            "Please reduce the length of the messages or completion."
+        )
+    else:
+        message = (
+            f"This model's maximum context length is {limit} tokens, however you requested "
+            f"{total} tokens ({prompt} in your prompt; {completion} for the completion). "
+            "Please reduce your prompt; or completion length."
+        )
+    if settings.context_wording == "vllm":
+        # vLLM's older servers put the error at the top level, not under "error".
+        body = {
+            "object": "error",
+            "message": message,
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+        return json_reply(state, 400, body)
+    refusal = error_body(400, message, "invalid_request_error", "context_length_exceeded")
+    return json_reply(state, 400, refusal)
 
 
 def too_many(state: State, kind: str, wait: float | None, headers: dict[str, str]) -> web.Response:

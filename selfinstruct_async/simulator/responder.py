@@ -71,7 +71,7 @@ def respond(
     tokens (words x 1.3), in which case the finish reason is ``"length"``.
     """
     rng = _rng(seed, int(chat), system, prompt)
-    if T.instruction_header in prompt:
+    if T.instruction_header in prompt or T.instruction_classification_header in prompt:
         text = _instructions(prompt, rng, chat)
     elif T.classification_header in prompt:
         text = _classification(prompt, rng, chat, seed)

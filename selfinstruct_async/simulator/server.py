@@ -2,13 +2,16 @@
 
 It behaves the way remote providers do where that matters to a client: answers take a
 (lognormal) while; requests and tokens per minute are enforced in sub-minute windows (a
-continuously refilled bucket holding ``window`` seconds of the limit, full at start) and
+continuously refilled bucket holding ``window`` seconds of the limit, full at start, or
+fixed wall-clock slices of ``limit_slice`` seconds, as hosted providers quantize) and
 refused with 429, ``Retry-After``/``retry-after-ms``, ``x-ratelimit-*`` headers and an
 OpenAI-style error body; and faults can be injected with given probabilities: 5xx,
 connection resets, hangs, malformed JSON, empty ``choices``, truncated answers
 (``finish_reason: "length"``), 429s regardless of the limits (``fault_429``) and huge
 bodies (``fault_huge``: ``huge_bytes`` of JSON-looking text, streamed with or without a
-``Content-Length``, optionally slowly). One seed makes a run repeatable.
+``Content-Length``, optionally slowly). One seed makes a run repeatable. With
+``context_limit``, a request whose prompt tokens plus ``max_tokens`` exceed it gets a 400
+saying so, in OpenAI's words or (``context_wording``) vLLM's or llama.cpp's.
 
 The hostile provider's other habits are switches rather than probabilities:
 
@@ -47,7 +50,14 @@ from typing import Any
 from aiohttp import web
 
 from ..client.tokens import count_tokens, prompt_tokens
-from .faults import fail_after_latency, fail_before_work, pick_fault, too_many, useless_text
+from .faults import (
+    fail_after_latency,
+    fail_before_work,
+    over_context,
+    pick_fault,
+    too_many,
+    useless_text,
+)
 from .limits import ProviderLimits
 from .settings import (
     ANSWER_MODES,
@@ -147,6 +157,10 @@ async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
             stats.faults["outage"] += 1
             message = "The service is temporarily unavailable (simulated outage)."
             return json_reply(state, 503, error_body(503, message, "server_error"))
+        # Refused as invalid before the limits see it: an overflow is not charged.
+        refused_context = over_context(state, call)
+        if refused_context is not None:
+            return refused_context
         now = state.now()
         cost = call.prompt_tokens + call.max_tokens * call.n
         refused = state.limits.admit(cost, now)
@@ -281,6 +295,9 @@ def make_app(settings: SimulatorSettings) -> web.Application:
     app = web.Application()
 
     async def on_startup(app: web.Application) -> None:
+        # Load the tokenizer now (about 150 ms): the first request is admitted after its
+        # prompt is counted, and a late admission may land it in the wrong limit slice.
+        count_tokens("")
         state = State(
             settings=settings,
             responder=settings.responder or _default_responder(),

@@ -14,6 +14,9 @@ from typing import Literal, Protocol
 
 Answers = Literal["normal", "echo", "null", "empty"]
 ANSWER_MODES: tuple[str, ...] = ("normal", "echo", "null", "empty")
+# Whose words a context-length 400 is in (``context_limit``).
+ContextWording = Literal["openai", "vllm", "llama.cpp"]
+CONTEXT_WORDINGS: tuple[str, ...] = ("openai", "vllm", "llama.cpp")
 # Injected faults, in the order a seed draws them: new faults go last, so the draws of
 # existing seeds pick what they picked before.
 FAULTS: tuple[str, ...] = ("5xx", "reset", "hang", "malformed", "empty", "truncate", "429", "huge")
@@ -46,6 +49,9 @@ class SimulatorSettings:
     rpm: float | None = None
     tpm: float | None = None
     window: float = 1.0  # seconds of the per-minute limit a burst may use
+    # Fixed slices instead (seconds, e.g. 1.0 or 0.1): limit/60*slice per slice, the slices
+    # aligned to the wall clock as hosted providers' are; ``window`` is then unused.
+    limit_slice: float | None = None
     rate_limit_headers: bool = True
     fault_5xx: float = 0.0
     fault_reset: float = 0.0
@@ -66,6 +72,8 @@ class SimulatorSettings:
     seed: int = 0
     model: str = "sim-model"
     api_key: str | None = None  # when set, requests must carry it as a Bearer token
+    context_limit: int | None = None  # tokens; prompt + max_tokens above it: a 400
+    context_wording: ContextWording = "openai"  # the 400's body: "vllm", "llama.cpp"
     responder: Responder | None = None  # None: simulator.responder.respond
 
     def __post_init__(self) -> None:
@@ -74,6 +82,8 @@ class SimulatorSettings:
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
         if self.window <= 0 or self.window > 60:
             raise ValueError(f"window must be in (0, 60] seconds, got {self.window}")
+        if self.limit_slice is not None and not 0 < self.limit_slice <= 60:
+            raise ValueError(f"limit_slice must be in (0, 60] seconds, got {self.limit_slice}")
         if self.answers not in ANSWER_MODES:
             raise ValueError(f"answers must be one of {', '.join(ANSWER_MODES)}")
         if self.huge_bytes < 1:
@@ -84,6 +94,10 @@ class SimulatorSettings:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.outage_after is not None and self.outage_after < 0:
             raise ValueError(f"outage_after must be >= 0, got {self.outage_after}")
+        if self.context_limit is not None and self.context_limit < 1:
+            raise ValueError(f"context_limit must be >= 1, got {self.context_limit}")
+        if self.context_wording not in CONTEXT_WORDINGS:
+            raise ValueError(f"context_wording must be one of {', '.join(CONTEXT_WORDINGS)}")
 
 
 def _faults(settings: SimulatorSettings) -> list[tuple[str, float]]:

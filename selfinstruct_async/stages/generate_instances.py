@@ -13,8 +13,9 @@ import random
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import counters as names
+from ..paper_parsers import parse_instances_paper
 from ..parsing import parse_instances
-from ..prompts import build_instance_prompt, select_instance_demonstrations
+from ..prompts import build_instance_prompt
 from ..records import Instance, PendingTask
 from ..run.context import RunContext
 from ..run.failures import REQUEST_REFUSED, RequestFailed
@@ -38,15 +39,14 @@ async def generate_instances(
         async for task in receive:
             is_classification = bool(task.is_classification)
             rng = random.Random(f"{ctx.config.run.seed}:{task.id}")
-            demonstrations = select_instance_demonstrations(
-                ctx.seeds, is_classification, rng, cfg.demonstrations
-            )
+            demonstrations = ctx.instance_demonstrations.pick(is_classification, rng)
             prompt = build_instance_prompt(
                 task.instruction,
                 is_classification,
                 demonstrations,
                 ctx.templates,
                 cfg.max_instances,
+                stops=cfg.stops,
             )
             result = await ctx.complete(prompt.request(STAGE, cfg))
             if isinstance(result, RequestFailed):
@@ -55,13 +55,22 @@ async def generate_instances(
                 else:
                     ctx.defer(retry, task)
                 continue
-            instances = parse_instances(
-                result.text,
-                is_classification,
-                result.finish_reason,
-                cfg.max_instances,
-                templates=ctx.templates,
-            )
+            # Generous: the cap to max_instances comes after the instance filters, which
+            # must see every instance the model wrote (the paper's order); the bound only
+            # keeps a runaway answer from flooding them.
+            bound = max(10 * cfg.max_instances, 20)
+            if cfg.parser == "paper":
+                instances = parse_instances_paper(
+                    result.text, is_classification, result.finish_reason, templates=ctx.templates
+                )[:bound]
+            else:
+                instances = parse_instances(
+                    result.text,
+                    is_classification,
+                    result.finish_reason,
+                    bound,
+                    templates=ctx.templates,
+                )
             ctx.answered(STAGE, bool(instances), result.text)
             ctx.count(names.INSTANCES_GENERATED, len(instances))
             await send.send((task, tuple(instances)))

@@ -11,6 +11,7 @@ import random
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import counters as names
+from ..paper_parsers import parse_instructions_paper
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
 from ..records import Candidate
@@ -36,19 +37,35 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             demonstrations = ctx.pool.sample_demonstrations(
                 rng, cfg.demonstrations, cfg.machine_demonstrations
             )
-            prompt = build_instruction_prompt(demonstrations, ctx.templates, cfg.max_number)
+            prompt = build_instruction_prompt(
+                demonstrations,
+                ctx.templates,
+                cfg.max_number,
+                classification_only=cfg.classification_only,
+                stops=cfg.stops,
+            )
             ctx.pool.start_generation()
             items: list[str] = []
             try:
                 result = await ctx.complete(prompt.request(STAGE, cfg))
                 if not isinstance(result, RequestFailed):
-                    items = parse_instructions(
-                        result.text,
-                        len(demonstrations) + 1,
-                        result.finish_reason,
-                        cfg.max_number,
-                        known=demonstrations,
-                    )
+                    if cfg.parser == "paper":
+                        items = parse_instructions_paper(
+                            result.text,
+                            result.finish_reason,
+                            on_truncated=cfg.on_truncated,
+                            capitalize=cfg.capitalize,
+                        )
+                    else:
+                        items = parse_instructions(
+                            result.text,
+                            len(demonstrations) + 1,
+                            result.finish_reason,
+                            cfg.max_number,
+                            known=demonstrations,
+                            on_truncated=cfg.on_truncated,
+                            capitalize=cfg.capitalize,
+                        )
             finally:
                 ctx.pool.end_generation(len(items))
             if isinstance(result, RequestFailed):
