@@ -35,6 +35,9 @@ from statistics import mean
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Measure the tree this script is in (a checkout of another commit, say), not whatever
+# copy of the package the interpreter has installed.
+sys.path.insert(0, str(ROOT))
 PAPER_INSTANCES_PER_TASK = 82_439 / 52_445
 
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/rpm.py                  # every scenario, prints a table (~4 min)
     .venv/bin/python bench/rpm.py --only 1,4       # some scenarios
+    .venv/bin/python bench/rpm.py --only 6 --phase-ms -3.5
+                                                   # quantized limits, client started 3.5 ms
+                                                   # before a server slice boundary
     .venv/bin/python bench/rpm.py --base-url URL --model M --rpm R [--api chat]
                                                    # scenario 1 against a real endpoint
 
@@ -19,6 +22,10 @@ client's CPU time is its own. Scenarios (issue 3):
    to a bare aiohttp loop in the same run (>= 0.5).
 5. the scenario-1 workload through fixed batches (send a batch, wait for all of it, the
    original scripts' way): its achieved RPM as a fraction of ours.
+6. quantized limits (issue 15): a server enforcing 600 RPM in fixed slices aligned to the
+   wall clock, 10 per 1 s slice (6a) and 1 per 100 ms slice (6b), as hosted providers do;
+   client at 600 RPM, 60 s measured after a 3 s warm-up: achieved / limit (>= 0.98) and
+   429s over the whole run, warm-up included (0).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from selfinstruct_async.client.http import HTTPClient, build_http_client  # noqa: E402
+from selfinstruct_async.client.pacing import SliceLock  # noqa: E402
 from selfinstruct_async.client.protocol import CompletionRequest  # noqa: E402
 from selfinstruct_async.client.usage import UsageMeter  # noqa: E402
 from selfinstruct_async.config import EndpointConfig  # noqa: E402
@@ -120,6 +128,17 @@ def rate_in(times: Sequence[float], start: float, seconds: float) -> float:
     return sum(1 for t in times if start <= t < start + seconds) / seconds * 60.0
 
 
+def lock_state(lock: SliceLock | None) -> str:
+    """What the pacer learned about the provider's slices, for the table."""
+    if lock is None:
+        return "none"
+    if lock.off:
+        return "off, not slices"
+    if lock.phase is None:
+        return "undecided"
+    return f"{'verified' if lock.verified else 'unverified'} at {lock.phase * 1000:.0f} ms"
+
+
 def ok(flag: bool) -> str:
     return "PASS" if flag else "FAIL"
 
@@ -138,6 +157,7 @@ async def limit_known(
     latency: float = 0.5,
     api_key_env: str = "OPENAI_API_KEY",
     server: Server | None = None,
+    label: str = "1 limit known",
 ) -> tuple[list[Row], float]:
     usage = UsageMeter()
     config = EndpointConfig(
@@ -154,6 +174,7 @@ async def limit_known(
     async with build_http_client([config], usage) as client:
         t0 = time.monotonic()
         result = await drive(client, workers, warmup + seconds)
+        lock = lock_state(client.endpoints[0].pacer.slice_lock)
     achieved = rate_in(result.done, t0 + warmup, seconds)
     if server is not None:
         throttled = (await server.stats())["rate_limited"]
@@ -162,12 +183,13 @@ async def limit_known(
     p50 = statistics.median(result.latencies) if result.latencies else math.nan
     rows = [
         Row(
-            f"1 limit known ({rpm:g} RPM, {seconds:g} s)",
-            f"{achieved:,.0f} RPM = {achieved / rpm:.3f} of limit (p50 {p50:.2f} s incl. queueing)",
+            f"{label} ({rpm:g} RPM, {seconds:g} s)",
+            f"{achieved:,.0f} RPM = {achieved / rpm:.3f} of limit (p50 {p50:.2f} s incl. "
+            f"queueing; slice lock: {lock})",
             ">= 0.98",
             ok(achieved / rpm >= 0.98),
         ),
-        Row("1 429s caused", f"{throttled}", "0", ok(throttled == 0)),
+        Row(f"{label.split()[0]} 429s caused", f"{throttled}", "0", ok(throttled == 0)),
     ]
     return rows, achieved
 
@@ -371,7 +393,27 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-async def run_all(only: set[str]) -> list[Row]:
+async def quantized(
+    slice_seconds: float, label: str, seconds: float = 60.0, phase_ms: float | None = None
+) -> list[Row]:
+    flags = ["--rpm", "600", "--limit-slice", f"{slice_seconds:g}", "--seed", "6"]
+    flags += ["--latency", "0.5", "--latency-sigma", "0.5"]
+    async with simulator(*flags) as server:
+        name = f"{label} quantized, {slice_seconds * 1000:g} ms slices"
+        if phase_ms is not None:
+            # The server's slices are wall-clock multiples: start the client (its first
+            # request goes at once) this far past one, to place it against the boundaries.
+            late = (time.time() - phase_ms / 1000) % slice_seconds
+            await asyncio.sleep(slice_seconds - late)
+            side = "before" if phase_ms < 0 else "after"
+            name += f", started {abs(phase_ms):g} ms {side} a boundary"
+        rows, _ = await limit_known(
+            server.base_url, "sim-model", 600, seconds=seconds, server=server, label=name
+        )
+    return rows
+
+
+async def run_all(only: set[str], phase_ms: float | None = None) -> list[Row]:
     rows: list[Row] = []
     ours_rpm = math.nan
     if "1" in only or "5" in only:
@@ -392,12 +434,16 @@ async def run_all(only: set[str]) -> list[Row]:
         rows += await overhead()
     if "5" in only:
         rows += await fixed_batches(ours_rpm)
+    if "6" in only or "6a" in only:
+        rows += await quantized(1.0, "6a", phase_ms=phase_ms)
+    if "6" in only or "6b" in only:
+        rows += await quantized(0.1, "6b", phase_ms=phase_ms)
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default="1,2,3,4,5", help="comma-separated scenarios to run")
+    p.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated scenarios to run")
     p.add_argument("--base-url", help="run scenario 1 against this endpoint instead")
     p.add_argument("--model", default="")
     p.add_argument("--rpm", type=float, default=None)
@@ -405,6 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--latency", type=float, default=1.0, help="expected latency (pool size)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument(
+        "--phase-ms",
+        type=float,
+        default=None,
+        help="scenario 6: start the client this many ms after a server slice boundary",
+    )
     args = p.parse_args(argv)
     started = time.monotonic()
     if args.base_url:
@@ -422,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     else:
-        rows = asyncio.run(run_all(set(args.only.split(","))))
+        rows = asyncio.run(run_all(set(args.only.split(",")), args.phase_ms))
     print(table(rows))
     print(f"\nmachine: {machine()}; took {time.monotonic() - started:.0f} s")
     return 0 if all(r.verdict != "FAIL" for r in rows) else 1

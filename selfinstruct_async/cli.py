@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 
 from . import __version__
-from .config import load_config
+from .config import PRESETS, load_config
 from .errors import BudgetExhausted, SelfInstructError
 from .observe.logs import configure_logging, redact, silence_broken_stream
 
@@ -74,7 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     config_path = args.config or (
         Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
     )
-    config = load_config(config_path, environ=os.environ, overrides=_cli_overrides(args))
+    config = load_config(
+        config_path, environ=os.environ, overrides=_cli_overrides(args), preset=args.preset
+    )
     configure_logging(
         verbose=args.verbose,
         json_lines=args.log_json,
@@ -201,6 +203,12 @@ def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run = sub.add_parser("run", help="generate (or resume generating) a dataset")
     run.add_argument("--out", help="run directory (created, or resumed when it exists)")
     run.add_argument("--config", type=Path, help="TOML configuration file")
+    run.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a named preset: 'paper' is the original code's choices "
+        "(docs/faithfulness.md)",
+    )
     run.add_argument("--seeds", help="seed tasks JSONL (default: the project's seeds)")
     run.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")
     run.add_argument("--model", help="model name sent to the endpoint")

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import anyio
 
 from .checkpoint.run_files import refuse_run_file, refuse_same_file
-from .config import Config, load_config
+from .config import PRESETS, Config, load_config
 from .errors import FilterInputError, UnknownFilterError
 from .filters import FilterChain
 from .plugins import Plugins, make_plugin_manager
@@ -357,7 +357,7 @@ def _config(args: argparse.Namespace) -> Config:
         Path(os.environ["SELFINSTRUCT_CONFIG"]) if os.environ.get("SELFINSTRUCT_CONFIG") else None
     )
     overrides = {"run": {"seeds": args.seeds}} if args.seeds is not None else {}
-    return load_config(path, environ=os.environ, overrides=overrides)
+    return load_config(path, environ=os.environ, overrides=overrides, preset=args.preset)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -395,6 +395,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--out", required=True, metavar="OUT", help="JSONL of verdicts, one per instruction"
     )
     parser.add_argument("--config", type=Path, help="TOML configuration file (as for run)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named preset (as for run)")
     parser.add_argument("--seeds", help="seed tasks JSONL to compare with (as for run)")
     parser.add_argument(
         "--only",

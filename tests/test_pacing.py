@@ -1,4 +1,8 @@
-"""The pacer on virtual time: spacing, no start-up burst, FIFO, retries first, AIMD."""
+"""The pacer on virtual time: spacing, no start-up burst, FIFO, retries first, AIMD.
+
+The bucket's own behaviour is tested with ``lock_slices=False``; what the slice lock adds
+(a careful start, then one request per lattice point) is in ``test_quantized_limits.py``.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def test_cost_above_capacity_waits_for_a_full_bucket_then_runs_into_debt() -> No
 @pytest.mark.anyio
 async def test_requests_are_spaced_at_the_rate_without_a_start_up_burst() -> None:
     clock = ManualClock()
-    pacer = Pacer(rpm=600, concurrency=100, clock=clock)
+    pacer = Pacer(rpm=600, concurrency=100, clock=clock, lock_slices=False)
 
     async def body() -> list[float]:
         times = []
@@ -63,7 +67,7 @@ async def test_requests_are_spaced_at_the_rate_without_a_start_up_burst() -> Non
 @pytest.mark.anyio
 async def test_concurrent_waiters_are_granted_in_arrival_order_at_the_rate() -> None:
     clock = ManualClock()
-    pacer = Pacer(rpm=1200, concurrency=1000, clock=clock)
+    pacer = Pacer(rpm=1200, concurrency=1000, clock=clock, lock_slices=False)
     grants: list[tuple[int, float]] = []
 
     async def one(i: int) -> None:
@@ -83,7 +87,7 @@ async def test_concurrent_waiters_are_granted_in_arrival_order_at_the_rate() -> 
 @pytest.mark.anyio
 async def test_after_idling_the_burst_is_at_most_one_second_of_capacity() -> None:
     clock = ManualClock()
-    pacer = Pacer(rpm=600, concurrency=1000, clock=clock)
+    pacer = Pacer(rpm=600, concurrency=1000, clock=clock, lock_slices=False)
     clock.advance(30.0)  # idle: a naive bucket would now hold half a minute of requests
 
     async def body() -> list[float]:

@@ -72,3 +72,23 @@ def test_classification_answers_read_tolerantly_or_exactly_as_the_paper(
 
     assert read_answer(text, "tolerant") is tolerant
     assert read_answer(text, "paper") is paper
+
+
+@pytest.mark.anyio
+async def test_the_preset_flag_reaches_the_run_and_its_saved_configuration(
+    base_url: str, tmp_path: Path
+) -> None:
+    import json
+    import sys
+
+    import anyio
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "selfinstruct_async", "run", "--out", str(out)]
+    command += ["--base-url", base_url, "--model", "sim", "--target", "2", "--preset", "paper"]
+    done = await anyio.run_process(command, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "paper"
+    assert saved["generation"]["parser"] == "paper"
+    assert "non_text_modality" in saved["plugins"]["disabled"]

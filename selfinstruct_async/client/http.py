@@ -63,6 +63,7 @@ from .retry import (
     classify_exception,
     failure_from_response,
     next_max_tokens,
+    parse_duration,
     rate_limit_info,
 )
 from .tokens import NOTHING_RESERVED, Reservation, estimate_tokens, prompt_tokens, reservation
@@ -249,6 +250,10 @@ class HTTPClient:
             retrying = attempt > 1 or sent is not request
             sent_at = await endpoint.pacer.acquire(held.total, front=retrying)
             outcome, response = await self._send(endpoint, bodies[key])
+            reset = response.headers.get("x-ratelimit-reset-requests")
+            if reset is not None:
+                # Where the provider's request window ends, seen from the send: its slices.
+                endpoint.pacer.observe_reset(sent_at, parse_duration(reset))
             if isinstance(outcome, Completion):
                 return self._succeeded(request, endpoint, held, response, outcome)
             self._failed(request, endpoint, held, sent_at, outcome, response.headers)

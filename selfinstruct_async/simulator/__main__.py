@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from .server import running_simulator
-from .settings import ANSWER_MODES, FAULTS, SimulatorSettings, echo_respond
+from .settings import ANSWER_MODES, CONTEXT_WORDINGS, FAULTS, SimulatorSettings, echo_respond
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +122,19 @@ def _add_answer_options(p: argparse.ArgumentParser) -> None:
         default="self-instruct",
         help="answers that follow our prompts (default) or the prompt's first words",
     )
+    p.add_argument(
+        "--context-limit",
+        type=int,
+        default=None,
+        metavar="TOKENS",
+        help="answer 400 when prompt tokens + max_tokens exceed this (default: no limit)",
+    )
+    p.add_argument(
+        "--context-wording",
+        choices=CONTEXT_WORDINGS,
+        default="openai",
+        help="whose words the context-length 400 is in",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
@@ -133,6 +146,8 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         latency_sigma=args.latency_sigma,
         rpm=args.rpm,
         tpm=args.tpm,
+        context_limit=args.context_limit,
+        context_wording=args.context_wording,
         window=args.window,
         limit_slice=args.limit_slice,
         rate_limit_headers=not args.no_rate_limit_headers,
