@@ -350,7 +350,12 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         },
         # The project's own additions to the paper's filters.
         "plugins": {
-            "disabled": ["non_text_modality", "control_characters", "instance_control_characters"]
+            "disabled": [
+                "non_text_modality",
+                "control_characters",
+                "instance_control_characters",
+                "leaked_markers",
+            ]
         },
     },
 }

@@ -1,5 +1,5 @@
 """The paper's instance filters (incomplete, trivial, duplicate and contradictory instances),
-and one against control characters in an instance's input or output.
+and two of this project's: control characters, and the prompt's labels leaked into a field.
 
 The chain runs them one after the other over a task's instances, each over what the ones
 before it kept, which is the original's order: invalid instances (empty output, control
@@ -47,6 +47,37 @@ class InstanceControlCharacters(BaseFilter):
             if found is not None:
                 char, index = found.group(), found.start()
                 return Rejection(f"{field} holds control character {char!r} at position {index}")
+        return None
+
+
+# The prompt's own field labels at a line start: an answer that got away from its format
+# (a second example, the next task) glued onto this field. Code fences are not exempt: a
+# dataset line that still says "Output:" teaches the format, not the task.
+_LEAKED = re.compile(
+    r"^[ \t>#-]*(?:\*\*|__)?\s*(?:(?:input|output|class label|task)\s*(?:\*\*|__)?\s*:"
+    r"|example\s*\d+\s*(?:\*\*|__)?\s*(?:[:.)]|$))",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+class LeakedMarkers(BaseFilter):
+    """Rejects instances whose input or output holds a line opening with a prompt label.
+
+    ``Input:``, ``Output:``, ``Class label:``, ``Task:`` or ``Example n`` at a line start
+    mean the model wrote more than one field into this one; the parser avoids creating
+    them, and this filter keeps any that slip through (a plugin's parser, the paper
+    parser) out of the dataset, counted by name.
+    """
+
+    name = "leaked_markers"
+    order = 16
+
+    def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        for field, text in (("input", instance.input), ("output", instance.output)):
+            found = _LEAKED.search(text)
+            if found is not None:
+                line = found.group().strip()
+                return Rejection(f"{field} holds the prompt's label {line!r} at a line start")
         return None
 
 
@@ -116,6 +147,7 @@ def register_instance_filters(register: Callable[[type[BaseFilter]], None]) -> N
     for cls in (
         EmptyOutput,
         InstanceControlCharacters,
+        LeakedMarkers,
         ColonEnding,
         InputEqualsOutput,
         ConflictingOutputs,
