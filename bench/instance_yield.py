@@ -142,12 +142,12 @@ async def measure_stage(config: Any, tasks: int) -> dict[str, Any]:
 
     classification, generation, pool = held_out(tasks)
     cfg = config.instances
-    try:
+    if hasattr(cfg, "demonstrations_from"):
         from selfinstruct_async.demonstrations import load_instance_demonstrations
         from selfinstruct_async.seeds import DEFAULT_SEEDS
 
         pick: Any = load_instance_demonstrations(cfg, pool, DEFAULT_SEEDS).pick
-    except ImportError:  # the code before issue 14: per-task samples of the seeds
+    else:  # the code before issue 14: per-task samples of the seeds
         from selfinstruct_async.prompts import select_instance_demonstrations
 
         def pick(kind: bool, rng: _random.Random) -> Any:

@@ -288,13 +288,35 @@ class Store:
         self, task: PendingTask, request_no: int, counters: Mapping[str, float] | None = None
     ) -> None:
         """Record an instruction that passed the instruction filters, with its counters."""
+        self.add_decisions((), task, request_no, counters)
+
+    def add_decisions(
+        self,
+        rejections: Iterable[RejectionRecord],
+        pending: PendingTask | None,
+        request_no: int,
+        counters: Mapping[str, float] | None = None,
+        processed: bool = False,
+    ) -> None:
+        """Instruction-filter decisions on candidates of generation ``request_no``, in one commit.
+
+        The rejected candidates, at most one that passed (``pending``), their counters and,
+        with ``processed``, the response's end, are all committed or none is: one commit per
+        passing candidate and per response instead of one per rejection.
+        """
         with self._transaction():
-            self.db.execute(
-                "INSERT INTO instructions (id, instruction, status, request_no, created) "
-                "VALUES (?, ?, 'pending', ?, ?)",
-                (task.id, task.instruction, request_no, time.time()),
-            )
+            if pending is not None:
+                self.db.execute(
+                    "INSERT INTO instructions (id, instruction, status, request_no, created) "
+                    "VALUES (?, ?, 'pending', ?, ?)",
+                    (pending.id, pending.instruction, request_no, time.time()),
+                )
+            self._add_rejections(rejections)
             self._add_counters(counters or {})
+            if processed:
+                self.db.execute(
+                    "UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,)
+                )
 
     def set_classification(self, task_id: str, is_classification: bool) -> None:
         self._execute(
@@ -310,6 +332,9 @@ class Store:
             self._add_counters(counters or {})
 
     def _add_rejections(self, rejections: Iterable[RejectionRecord]) -> None:
+        rejections = list(rejections)
+        if not rejections:
+            return
         now = time.time()
         self.db.executemany(
             "INSERT INTO rejections (level, filter, reason, text, task_id, created) "

@@ -1,0 +1,297 @@
+"""Full-pipeline throughput against the bare aiohttp loop, cost per candidate, peak memory.
+
+    .venv/bin/python bench/pipeline.py                    # 2,000 tasks, then a 50,000 pool
+    .venv/bin/python bench/pipeline.py --tasks 10000      # the issue's size (~5 min here)
+    .venv/bin/python bench/pipeline.py --pool 50000 --grow-tasks 500
+    .venv/bin/python bench/pipeline.py --memory-pool 200000   # add peak RSS at 200K tasks
+    .venv/bin/python bench/pipeline.py --profile prof.out     # cProfile the small-pool run
+
+The simulator runs in its own process at zero latency with no limits (``python -m
+selfinstruct_async.simulator``, its default self-instruct responder), so every CPU second
+this process spends is the client's. In one run (issue 15, items 1, 2 and 5):
+
+a. the bare aiohttp loop (``bench/rpm.py`` scenario 4's): requests per client CPU-second;
+b. the full pipeline (``selfinstruct_async.run.runner.run`` in-process, high concurrency
+   and many workers) from the seeds to ``--tasks`` accepted tasks (default 2,000 so it
+   finishes in a few minutes on a 2-core machine; the issue's figure is at 10,000);
+c. the same configuration resumed on a checkpoint grown to ``--pool`` accepted tasks
+   (written straight into the store, so building it takes seconds), for ``--grow-tasks``
+   more tasks: cost per candidate instruction when the similarity pool is large.
+
+Printed: requests, candidate instructions, client CPU seconds, requests per CPU-second and
+the ratio to the bare loop (target >= 0.5), CPU ms per candidate at the small and the big
+pool and their ratio (targets <= 1.2 and <= 0.3 ms), peak RSS (``ru_maxrss``; < 1 GB with a
+200,000-task pool loaded, ``--memory-pool``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import logging
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from selfinstruct_async import counters as names  # noqa: E402
+from selfinstruct_async.checkpoint.run_files import CHECKPOINT  # noqa: E402
+from selfinstruct_async.checkpoint.store import Store  # noqa: E402
+from selfinstruct_async.config import Config, load_config  # noqa: E402
+from selfinstruct_async.run.runner import run  # noqa: E402
+from selfinstruct_async.simulator.process import simulator_process, stats  # noqa: E402
+from selfinstruct_async.simulator.responder import _good_instruction  # noqa: E402
+
+PROMPT = "Come up with a series of tasks. Task 1: write a haiku about the sea. Task 2:"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured part of the run."""
+
+    label: str
+    requests: int
+    candidates: int
+    cpu: float  # client CPU seconds
+    wall: float
+
+    @property
+    def per_cpu(self) -> float:
+        return self.requests / self.cpu if self.cpu else float("nan")
+
+    @property
+    def ms_per_candidate(self) -> float:
+        return self.cpu * 1000 / self.candidates if self.candidates else float("nan")
+
+
+def cpu_now() -> float:
+    return time.process_time()
+
+
+def peak_rss_mb() -> float:
+    # Linux reports kilobytes, macOS bytes.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+async def bare_loop(base_url: str, n: int, concurrency: int) -> Measured:
+    """Requests per client CPU-second with nothing but aiohttp and json (scenario 4's)."""
+    body = json.dumps({"model": "sim-model", "prompt": PROMPT, "max_tokens": 16}).encode()
+    url = f"{base_url}/completions"
+
+    async def once(count: int) -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one() -> None:
+                async with sem:
+                    headers = {"Content-Type": "application/json"}
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        payload = json.loads(await resp.read())
+                        assert payload["choices"][0]["text"] is not None
+
+            await asyncio.gather(*(one() for _ in range(count)))
+
+    await once(min(n, 500))  # warm up connections and imports
+    cpu, wall = cpu_now(), time.monotonic()
+    await once(n)
+    return Measured("a bare aiohttp loop", n, 0, cpu_now() - cpu, time.monotonic() - wall)
+
+
+def pipeline_config(base_url: str, out: Path, target: int, concurrency: int) -> Config:
+    overrides: dict[str, dict[str, Any]] = {
+        "run": {"out": str(out), "target": target, "queue_size": 256, "seed": 1},
+        "generation": {"workers": 16},
+        "classification": {"workers": 32},
+        "instances": {"workers": 64},
+        "endpoint": {
+            "base_url": base_url,
+            "model": "sim-model",
+            "concurrency": concurrency,
+        },
+    }
+    return load_config(None, environ={}, overrides=overrides)
+
+
+def counted(out: Path) -> tuple[int, int]:
+    """Requests and candidate instructions recorded in the run's checkpoint so far."""
+    with Store(out, read_only=True) as store:
+        totals = store.counters()
+    requests = sum(v for k, v in totals.items() if k.startswith("requests."))
+    return int(requests), int(totals.get(names.INSTRUCTIONS_GENERATED, 0))
+
+
+async def pipeline(label: str, base_url: str, out: Path, target: int, concurrency: int) -> Measured:
+    config = pipeline_config(base_url, out, target, concurrency)
+    candidates_before = counted(out)[1] if (out / CHECKPOINT).exists() else 0
+    served_before = int(stats(base_url)["requests"])
+    cpu, wall = cpu_now(), time.monotonic()
+    await run(config)
+    cpu, wall = cpu_now() - cpu, time.monotonic() - wall
+    served = int(stats(base_url)["requests"]) - served_before
+    _, candidates = counted(out)
+    return Measured(label, served, candidates - candidates_before, cpu, wall)
+
+
+def grow_pool(out: Path, size: int, seed: int = 7) -> None:
+    """Add accepted tasks until the checkpoint holds ``size``, in one transaction.
+
+    Instructions come from the simulator's own generator (its vocabulary, so later
+    candidates compete with them as they would in a long run); the run's pipeline would
+    take hours to get there.
+    """
+    rng = random.Random(seed)
+    with Store(out) as store:
+        have = store.count_by_status()["accepted"]
+        first = int(
+            store.db.execute("SELECT COALESCE(MAX(accept_no), 0) FROM instructions").fetchone()[0]
+        )
+        rows: list[tuple[str, str, str, int, str, float, float, int]] = []
+        now = time.time()
+        seen: set[str] = set()
+        while len(rows) < size - have:
+            text = _good_instruction(rng)
+            if text in seen:
+                continue
+            seen.add(text)
+            task_id = uuid.UUID(int=rng.getrandbits(128)).hex
+            instances = json.dumps([{"input": "", "output": "An answer."}])
+            accept_no = first + len(rows) + 1
+            rows.append((task_id, text, "accepted", 0, instances, now, now, accept_no))
+        store.db.execute("BEGIN IMMEDIATE")
+        store.db.executemany(
+            "INSERT INTO instructions (id, instruction, status, is_classification, instances, "
+            "created, finished, accept_no) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        store.db.execute("COMMIT")
+    # Let the store's own repair write tasks.jsonl in its format on the next open.
+    Store(out).close()
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    rows: list[Measured] = []
+    with simulator_process("--seed", "1") as base_url, tempfile.TemporaryDirectory() as tmp:
+        bare = await bare_loop(base_url, args.bare_requests, args.concurrency)
+        rows.append(bare)
+        small = Path(tmp) / "small"
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        rows.append(
+            await pipeline(
+                f"b pipeline to {args.tasks:,} tasks", base_url, small, args.tasks, args.concurrency
+            )
+        )
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        rss_small = peak_rss_mb()
+        big = Path(tmp) / "big"
+        big_row: Measured | None = None
+        if args.pool:
+            started = time.monotonic()
+            grow_pool(big, args.pool)
+            built = time.monotonic() - started
+            big_row = await pipeline(
+                f"c resumed at a {args.pool:,} pool, +{args.grow_tasks:,} tasks",
+                base_url,
+                big,
+                args.pool + args.grow_tasks,
+                args.concurrency,
+            )
+            rows.append(big_row)
+        rss_big = peak_rss_mb()
+        rss_memory: float | None = None
+        if args.memory_pool:
+            huge = Path(tmp) / "huge"
+            grow_pool(huge, args.memory_pool)
+            await pipeline(
+                f"d resumed at a {args.memory_pool:,} pool",
+                base_url,
+                huge,
+                args.memory_pool + 100,
+                args.concurrency,
+            )
+            rss_memory = peak_rss_mb()
+
+    print(
+        f"{'part':<44} {'requests':>9} {'cands':>8} {'CPU s':>7} {'wall s':>7} "
+        f"{'req/CPU-s':>9} {'vs bare':>7} {'ms/cand':>8}"
+    )
+    for r in rows:
+        ratio = r.per_cpu / bare.per_cpu
+        ms = f"{r.ms_per_candidate:8.3f}" if r.candidates else f"{'-':>8}"
+        print(
+            f"{r.label:<44} {r.requests:>9,} {r.candidates:>8,} {r.cpu:>7.1f} {r.wall:>7.1f} "
+            f"{r.per_cpu:>9,.0f} {ratio:>7.2f} {ms}"
+        )
+    small_row = rows[1]
+    verdicts = []
+    ratio = small_row.per_cpu / bare.per_cpu
+    verdicts.append(("pipeline req/CPU-s vs bare loop", f"{ratio:.2f}", ">= 0.5", ratio >= 0.5))
+    if big_row is not None:
+        grow = big_row.ms_per_candidate / small_row.ms_per_candidate
+        verdicts.append(
+            ("ms/candidate big pool / small pool", f"{grow:.2f}", "<= 1.2", grow <= 1.2)
+        )
+        verdicts.append(
+            (
+                "ms/candidate at the big pool",
+                f"{big_row.ms_per_candidate:.3f}",
+                "<= 0.3",
+                big_row.ms_per_candidate <= 0.3,
+            )
+        )
+        print(f"(pool of {args.pool:,} built in {built:.1f} s, not counted)")
+    print(f"peak RSS after b: {rss_small:,.0f} MB; after c: {rss_big:,.0f} MB")
+    if rss_memory is not None:
+        verdicts.append(
+            (
+                f"peak RSS with a {args.memory_pool:,} pool",
+                f"{rss_memory:,.0f} MB",
+                "< 1024 MB",
+                rss_memory < 1024,
+            )
+        )
+    print()
+    for name, value, target, passed in verdicts:
+        print(f"{name:<44} {value:>10}  target {target:<8} {'PASS' if passed else 'FAIL'}")
+    return 0 if all(v[3] for v in verdicts) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # The simulator's useless answers are expected; their warnings would flood the table.
+    logging.getLogger("selfinstruct_async").setLevel(logging.ERROR)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tasks", type=int, default=2000, help="tasks of part b (issue: 10000)")
+    p.add_argument("--pool", type=int, default=50000, help="pool size of part c (0: skip)")
+    p.add_argument("--grow-tasks", type=int, default=500, help="tasks added in part c")
+    p.add_argument("--memory-pool", type=int, default=0, help="also load a pool this big")
+    p.add_argument("--bare-requests", type=int, default=6000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--profile", metavar="FILE", help="cProfile part b into FILE")
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    code = asyncio.run(main_async(args))
+    print(f"\ntook {time.monotonic() - started:.0f} s; {os.cpu_count()} cores")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
