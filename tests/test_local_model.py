@@ -23,7 +23,7 @@ from selfinstruct_async.client.local import default_model_path
 from selfinstruct_async.client.protocol import CompletionRequest
 from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import Config, load_config
-from selfinstruct_async.errors import PermanentHTTPError
+from selfinstruct_async.errors import ContextLengthExceeded
 from selfinstruct_async.run.runner import run
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'local' extra)")
@@ -146,14 +146,15 @@ async def test_pipeline_over_http_against_llama_cpp_server(
 
 
 @pytest.mark.anyio
-async def test_context_overflow_from_the_server_is_a_permanent_error_not_retried(
+async def test_a_prompt_longer_than_the_servers_context_is_refused_once_without_a_retry(
     llama_server: str,
 ) -> None:
     config = load_config(overrides={"endpoint": {"base_url": llama_server, "model": "smollm2"}})
     usage = UsageMeter()
     async with build_http_client(config.endpoints, usage) as client:
         huge = "word " * 4000  # far beyond the server's 2048-token context
-        with pytest.raises(PermanentHTTPError) as raised:
+        with pytest.raises(ContextLengthExceeded) as raised:
             await client.complete(CompletionRequest(stage="overflow", prompt=huge, max_tokens=8))
-    assert raised.value.status == 400
+    # The server's own numbers say the prompt alone is too long: no smaller max_tokens helps.
+    assert "maximum context length is 2048 tokens" in str(raised.value)
     assert usage.stage("overflow").retries == 0
