@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins"))
 
-from selfinstruct_plugins.keywords import NonTextModality
+from selfinstruct_plugins.modality import NonTextModality
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "non_text_modality"
 

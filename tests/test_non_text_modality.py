@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
-from selfinstruct_plugins.keywords import NonTextModality
+from selfinstruct_plugins.modality import NonTextModality
 
 from selfinstruct_async.plugins import Plugins
 

@@ -106,7 +106,7 @@ def test_misspelt_hook_is_caught_at_start_up() -> None:
 
 
 def test_disabled_plugins_are_not_loaded() -> None:
-    pm = make_plugin_manager(disabled=["keywords", "similarity"])
+    pm = make_plugin_manager(disabled=["keywords", "modality", "similarity"])
     names = {cls.name for cls in Plugins(pm).instruction_filter_classes()}
     assert names == BUILTIN_INSTRUCTION_FILTERS - {
         "blacklist", "non_text_modality", "write_a_program", "rouge_similarity",
@@ -134,7 +134,7 @@ def test_an_unknown_disabled_name_is_an_error_listing_plugins_and_filters() -> N
     message = str(raised.value)
     assert message.startswith(
         "plugins.disabled: 'write_a_progam' is neither an installed plugin nor a filter "
-        "(plugins: form, instances, keywords, length, similarity; filters: blacklist, "
+        "(plugins: form, instances, keywords, length, modality, similarity; filters: blacklist, "
     )
     assert "write_a_program" in message and "empty_output" in message
 
@@ -142,8 +142,7 @@ def test_an_unknown_disabled_name_is_an_error_listing_plugins_and_filters() -> N
 def test_a_filter_of_a_plugin_disabled_too_is_not_an_unknown_name() -> None:
     pm = make_plugin_manager(disabled=["keywords", "blacklist"])
     names = {f.name for f in Plugins(pm).build_filter_chain({}).instruction_filters}
-    assert names == BUILTIN_INSTRUCTION_FILTERS - {"blacklist", "non_text_modality",
-                                                  "write_a_program"}  # fmt: skip
+    assert names == BUILTIN_INSTRUCTION_FILTERS - {"blacklist", "write_a_program"}
 
 
 def test_a_disabled_name_an_in_process_plugin_supplies_is_accepted() -> None:
@@ -237,7 +236,7 @@ def test_prompt_templates_of_the_wrong_type_are_refused(pm: pluggy.PluginManager
 
 
 def test_a_chain_without_instruction_filters_is_refused_unless_asked_for() -> None:
-    disabled = ["form", "length", "keywords", "similarity"]
+    disabled = ["form", "length", "keywords", "modality", "similarity"]
     plugins = Plugins(make_plugin_manager(disabled=disabled))
     with pytest.raises(ConfigError, match=r"no instruction filter is loaded.*allow_unfiltered"):
         plugins.build_filter_chain({}, allow_unfiltered=False)
@@ -250,7 +249,7 @@ def test_a_run_with_no_instruction_filter_fails_before_opening_the_run(
 ) -> None:
     from selfinstruct_async.cli import main
 
-    monkeypatch.setenv("SELFINSTRUCT_PLUGINS_DISABLED", "form,length,keywords,similarity")
+    monkeypatch.setenv("SELFINSTRUCT_PLUGINS_DISABLED", "form,length,keywords,modality,similarity")
     out = tmp_path / "run"
     argv = ["run", "--out", str(out), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
     assert main([*argv, "--target", "1", "--no-progress"]) == 1
