@@ -385,6 +385,7 @@ def test_json_output_is_the_typed_stats_to_json(
     assert sorted(data["acceptance"]) == ["classification", "instance", "instruction", "task"]
     level = ["acceptance_rate", "accepted", "decided", "filters", "received"]
     assert all(sorted(data["acceptance"][lv]) == level for lv in ("instruction", "task"))
+    assert sorted(data["acceptance"]["instance"]) == sorted([*level, "over_cap"])
     assert sorted(data["requests"]["generate_instructions"]) == [
         "failed",
         "failure_rate",
@@ -408,3 +409,21 @@ def test_json_output_is_the_typed_stats_to_json(
     }
     total = typed.usage.total
     assert total is not None and data["usage"]["total"]["total_tokens"] == total.total_tokens
+
+
+def test_instances_beyond_the_cap_are_shown_apart_from_the_filters() -> None:
+    counters = {
+        names.INSTANCES_GENERATED: 12,
+        names.INSTANCES_ACCEPTED: 5,
+        names.rejected("instance", "empty_output"): 2,
+        names.INSTANCES_OVER_CAP: 5,
+    }
+    acceptance = stats.acceptance_of(counters, {})
+    instance = acceptance.level("instance")
+    assert (instance.received, instance.decided, instance.accepted) == (12, 7, 5)
+    assert acceptance.to_json()["instance"]["over_cap"] == 5
+    text = "\n".join(stats._acceptance_lines(acceptance))
+    assert "beyond max_instances (not a filter)" in text
+    assert "rejected by beyond" not in text
+    quiet = stats.acceptance_of({names.INSTANCES_GENERATED: 3, names.INSTANCES_ACCEPTED: 3}, {})
+    assert "beyond max_instances" not in "\n".join(stats._acceptance_lines(quiet))

@@ -94,6 +94,9 @@ class Acceptance:
 
     levels: tuple[StageAcceptance, ...]
     classification: ClassificationAnswers
+    # Instances that passed every filter but were beyond instances.max_instances: the cap
+    # is not a filter, so they are neither accepted nor rejected at the instance level.
+    instances_over_cap: int = 0
 
     def level(self, name: str) -> StageAcceptance:
         """The figures of level ``name``; ``KeyError`` when there is no such level."""
@@ -103,7 +106,9 @@ class Acceptance:
         raise KeyError(name)
 
     def to_json(self) -> dict[str, Any]:
-        result = {stage.level: stage.to_json() for stage in self.levels}
+        result: dict[str, Any] = {stage.level: stage.to_json() for stage in self.levels}
+        if "instance" in result:
+            result["instance"]["over_cap"] = self.instances_over_cap
         return {**result, "classification": self.classification.to_json()}
 
 

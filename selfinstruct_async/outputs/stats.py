@@ -188,7 +188,8 @@ def acceptance_of(
             )
         )
     answers = {answer: int(n) for answer, n in names.classified(counters).items()}
-    return Acceptance(tuple(levels), ClassificationAnswers(**answers))
+    over_cap = int(names.value(counters, names.INSTANCES_OVER_CAP))
+    return Acceptance(tuple(levels), ClassificationAnswers(**answers), over_cap)
 
 
 def requests_of(counters: Mapping[str, float]) -> tuple[RequestStats, ...]:
@@ -310,6 +311,11 @@ def _acceptance_lines(acc: Acceptance) -> list[str]:
             lines.append(
                 f"    rejected by {f.name:26s}{'':14s}{fmt_number(f.rejected):>12s}"
                 f"{'':12s}{fmt_share(f.rejected_share):>9s}"
+            )
+        if s.level == "instance" and acc.instances_over_cap:
+            lines.append(
+                f"    {'beyond max_instances (not a filter)':38s}"
+                f"{fmt_number(acc.instances_over_cap):>14s}"
             )
     clf = acc.classification
     lines.append(
