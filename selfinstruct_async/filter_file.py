@@ -44,6 +44,7 @@ from .checkpoint.run_files import refuse_run_file, refuse_same_file
 from .config import PRESETS, Config, load_config
 from .errors import FilterInputError, UnknownFilterError
 from .filters import FilterChain
+from .outputs.export import new_file_mode
 from .plugins import Plugins, make_plugin_manager
 from .seeds import load_seed_tasks, resolve_seeds
 
@@ -280,19 +281,12 @@ async def judge(
 # ---------------------------------------------------------------- writing
 
 
-def _new_file_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp's 0600 is for secrets)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[LineVerdict]) -> None:
     """One JSON line per verdict, to a temporary file beside ``path`` renamed over it."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, _new_file_mode())
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             for verdict in verdicts:
                 out.write(json.dumps(verdict.to_json(), ensure_ascii=False) + "\n")
