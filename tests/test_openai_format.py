@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from selfinstruct_async.client.openai_format import (
     request_body,
 )
 from selfinstruct_async.client.protocol import SAMPLING_PARAMETERS, Completion, CompletionRequest
+from selfinstruct_async.client.recording import request_key
 from selfinstruct_async.client.retry import Failure, FailureKind
 from selfinstruct_async.client.tokens import count_tokens, prompt_tokens
 from selfinstruct_async.simulator.server import SimulatorHandle
@@ -157,3 +159,68 @@ def test_a_huge_answer_is_estimated_from_a_bounded_prefix_close_to_the_exact_cou
     assert abs(estimate - exact) <= 0.02 * exact
     counted.clear()
     assert tokens.estimate_tokens("a short answer") == real("a short answer")
+
+
+def test_logprobs_are_asked_for_in_each_apis_spelling_and_omitted_by_default() -> None:
+    assert "logprobs" not in request_body(REQUEST, "m", chat=False)
+    asking = replace(REQUEST, logprobs=5)
+    assert request_body(asking, "m", chat=False)["logprobs"] == 5
+    chat = request_body(asking, "m", chat=True)
+    assert (chat["logprobs"], chat["top_logprobs"]) == (True, 5)
+
+
+def test_top_logprobs_are_read_from_completions_and_chat_answers() -> None:
+    completions = {
+        "choices": [{"text": "Yes", "logprobs": {"top_logprobs": [{"Yes": -0.1, " No": -2.5}]}}]
+    }
+    parsed = parse_payload(completions, chat=False)
+    assert isinstance(parsed, Completion)
+    assert parsed.choices[0].top_logprobs == ({"Yes": -0.1, " No": -2.5},)
+    chat = {
+        "choices": [
+            {
+                "message": {"content": "No"},
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "No",
+                            "top_logprobs": [
+                                {"token": "No", "logprob": -0.2},
+                                {"token": "Yes", "logprob": -1.9},
+                                {"token": 7, "logprob": -3.0},
+                            ],
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    parsed = parse_payload(chat, chat=True)
+    assert isinstance(parsed, Completion)
+    assert parsed.choices[0].top_logprobs == ({"No": -0.2, "Yes": -1.9},)
+
+
+@pytest.mark.parametrize(
+    ("details", "cached"),
+    [({"cached_tokens": 1024}, 1024), ({"cached_tokens": 99999}, 0), ({}, 0), (None, 0)],
+)
+def test_cached_prompt_tokens_are_read_from_usage_details_when_plausible(
+    details: Any, cached: int
+) -> None:
+    usage = {"prompt_tokens": 2000, "completion_tokens": 10, "prompt_tokens_details": details}
+    parsed = parse_payload({"choices": [{"text": "x"}], "usage": usage}, chat=False)
+    assert isinstance(parsed, Completion)
+    assert parsed.usage.cached_prompt_tokens == cached
+
+
+def test_new_request_options_at_their_defaults_keep_the_ledger_key_of_older_checkpoints() -> None:
+    old_style = json.dumps(
+        [
+            "ns",
+            {k: v for k, v in asdict(REQUEST).items() if k not in ("logprobs", "answer_format")},
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    assert request_key(REQUEST, "ns") == hashlib.sha256(old_style.encode()).hexdigest()
+    assert request_key(replace(REQUEST, logprobs=5), "ns") != request_key(REQUEST, "ns")

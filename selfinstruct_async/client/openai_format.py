@@ -48,7 +48,17 @@ def request_body(request: CompletionRequest, model: str, *, chat: bool) -> dict[
     stop = request.stop_for(api_of(chat))
     if stop:
         body["stop"] = list(stop)
+    body.update(logprob_fields(request, chat=chat))
     return body
+
+
+def logprob_fields(request: CompletionRequest, *, chat: bool) -> dict[str, Any]:
+    """Ask for the top ``request.logprobs`` tokens per position, as each API spells it."""
+    if request.logprobs <= 0:
+        return {}
+    if chat:
+        return {"logprobs": True, "top_logprobs": request.logprobs}
+    return {"logprobs": request.logprobs}
 
 
 def parse_completion(body: bytes, *, chat: bool) -> Completion | Failure:
@@ -88,7 +98,8 @@ def parse_payload(payload: Any, *, chat: bool) -> Completion | Failure:
         if not isinstance(text, str) or not (finish is None or isinstance(finish, str)):
             return Failure(FailureKind.MALFORMED, "a choice has a non-string field", 200)
         index = raw.get("index")
-        ordered.append((index if isinstance(index, int) else position, Choice(text, finish)))
+        choice = Choice(text, finish, _top_logprobs(raw.get("logprobs"), chat=chat))
+        ordered.append((index if isinstance(index, int) else position, choice))
     ordered.sort(key=lambda pair: pair[0])
     model = payload.get("model")
     return Completion(
@@ -98,9 +109,48 @@ def parse_payload(payload: Any, *, chat: bool) -> Completion | Failure:
     )
 
 
+def _top_logprobs(raw: Any, *, chat: bool) -> tuple[dict[str, float], ...]:
+    """Per position, token -> log probability; empty when absent or not understood.
+
+    Completions answer ``{"top_logprobs": [{token: logprob}, ...]}``; chat answers
+    ``{"content": [{"top_logprobs": [{"token": t, "logprob": lp}, ...]}, ...]}``.
+    """
+    if not isinstance(raw, dict):
+        return ()
+    positions: list[dict[str, float]] = []
+    if chat:
+        content = raw.get("content")
+        for entry in content if isinstance(content, list) else ():
+            tops = entry.get("top_logprobs") if isinstance(entry, dict) else None
+            pairs = (
+                (t.get("token"), t.get("logprob"))
+                for t in (tops if isinstance(tops, list) else ())
+                if isinstance(t, dict)
+            )
+            positions.append(_logprob_map(pairs))
+    else:
+        tops = raw.get("top_logprobs")
+        for entry in tops if isinstance(tops, list) else ():
+            positions.append(_logprob_map(entry.items() if isinstance(entry, dict) else ()))
+    return tuple(positions)
+
+
+def _logprob_map(pairs: Any) -> dict[str, float]:
+    return {
+        token: float(logprob)
+        for token, logprob in pairs
+        if isinstance(token, str)
+        and isinstance(logprob, int | float)
+        and not isinstance(logprob, bool)
+    }
+
+
 def _usage(raw: Any) -> Usage:
     if isinstance(raw, dict):
         p, c = raw.get("prompt_tokens"), raw.get("completion_tokens")
         if isinstance(p, int) and isinstance(c, int) and p >= 0 and c >= 0:
-            return Usage(p, c)
+            details = raw.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            ok = isinstance(cached, int) and not isinstance(cached, bool) and 0 <= cached <= p
+            return Usage(p, c, cached if ok and isinstance(cached, int) else 0)
     return Usage()

@@ -43,6 +43,12 @@ class CompletionRequest:
     stop: tuple[str, ...] = ()
     chat_stop: tuple[str, ...] | None = None
     n: int = 1
+    #: How many of the most likely tokens to report at each generated position (0: none).
+    #: Backends that cannot say leave :attr:`Choice.top_logprobs` empty.
+    logprobs: int = 0
+    #: The name of the format the answer must follow (an :data:`ANSWER_FORMATS` key), for
+    #: backends that can constrain decoding to it; empty means free text.
+    answer_format: str = ""
 
     def stop_for(self, api: Api) -> tuple[str, ...]:
         """Stop sequences for an endpoint kind; chat answers need fewer (they add preambles)."""
@@ -50,17 +56,35 @@ class CompletionRequest:
             return self.chat_stop
         return self.stop
 
+    def key_fields(self) -> dict[str, object]:
+        """What identifies this request's answer: every field, but optional ones left at
+        their defaults are omitted, so adding an option keeps older checkpoints' keys."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        for name, default in _KEY_OPTIONAL.items():
+            if fields[name] == default:
+                del fields[name]
+        return fields
+
     def sampling(self) -> dict[str, float]:
         """The :data:`SAMPLING_PARAMETERS` of this request, by name."""
         return {name: getattr(self, name) for name in SAMPLING_PARAMETERS}
 
 
+#: Fields added after checkpoints already held request keys, with their defaults.
+_KEY_OPTIONAL: dict[str, object] = {"logprobs": 0, "answer_format": ""}
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts as the server reported them (or as estimated when it did not)."""
+    """Token counts as the server reported them (or as estimated when it did not).
+
+    ``cached_prompt_tokens`` is the part of ``prompt_tokens`` the provider served from its
+    prompt cache (OpenAI's ``usage.prompt_tokens_details.cached_tokens``), priced lower.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -73,6 +97,9 @@ class Choice:
 
     text: str
     finish_reason: str | None = None
+    #: Per generated token, the most likely tokens and their log probabilities, when the
+    #: request asked for :attr:`CompletionRequest.logprobs` and the backend could say.
+    top_logprobs: tuple[dict[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

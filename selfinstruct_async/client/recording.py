@@ -22,7 +22,7 @@ DB = Callable[..., Awaitable[Any]]
 
 def request_key(request: CompletionRequest, namespace: str = "") -> str:
     """Content hash of a request; ``namespace`` separates models and endpoint kinds."""
-    body = json.dumps([namespace, asdict(request)], sort_keys=True, ensure_ascii=False)
+    body = json.dumps([namespace, request.key_fields()], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -33,7 +33,10 @@ def dump_completion(completion: Completion) -> str:
 def load_completion(text: str) -> Completion:
     data = json.loads(text)
     return Completion(
-        choices=tuple(Choice(**c) for c in data["choices"]),
+        choices=tuple(
+            Choice(**(c | {"top_logprobs": tuple(c.get("top_logprobs", ()))}))
+            for c in data["choices"]
+        ),
         usage=Usage(**data["usage"]),
         model=data.get("model", ""),
     )
