@@ -54,6 +54,10 @@ class EndpointConfig:
     max_response_bytes: int = field(default=16 << 20, metadata=_range(1024))
     prompt_price: float = field(default=0.0, metadata=_range(0.0))
     completion_price: float = field(default=0.0, metadata=_range(0.0))
+    # USD per 1M prompt tokens served from the provider's prompt cache; unset: prompt_price.
+    cached_prompt_price: float | None = field(default=None, metadata=_range(0.0))
+    # Batch API requests cost this share of the streaming price (OpenAI: half).
+    batch_price_multiplier: float = field(default=0.5, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)

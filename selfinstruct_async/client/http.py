@@ -54,6 +54,7 @@ from ..observe.logs import Redactor, url_secrets
 from .endpoint import Endpoint, pool_size
 from .openai_format import parse_completion, request_body
 from .pacing import AnyioClock, Clock, Pacer
+from .pricing import request_cost
 from .protocol import Completion, CompletionRequest, Usage
 from .retry import (
     MIN_MAX_TOKENS,
@@ -446,7 +447,7 @@ class HTTPClient:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             requests=1,
-            cost_usd=self._cost(endpoint.config, usage.prompt_tokens, usage.completion_tokens),
+            cost_usd=request_cost(endpoint.config, usage),
         )
         return completion
 
