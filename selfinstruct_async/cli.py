@@ -43,7 +43,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command killed by SIGP
 def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Flags given on the command line, as config sections; absent flags change nothing."""
     layout = {
-        "run": {"out": "out", "seeds": "seeds", "target": "target", "seed": "seed"},
+        "run": {"out": "out", "seeds": "seeds", "target": "target", "seed": "seed", "mode": "mode"},
         "endpoint": {
             "base_url": "base_url",
             "model": "model",
@@ -129,6 +129,8 @@ def _status(args: argparse.Namespace) -> int:
             "rejections": store.rejection_summary(),
             "sessions": store.sessions(),
         }
+        raw_usage = store.get_meta("usage")
+    report["cost"] = _status_cost(args, raw_usage, report["tasks"]["accepted"])
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return EXIT_OK
@@ -145,7 +147,33 @@ def _status(args: argparse.Namespace) -> int:
             f"  session {session['session']} from {session['started']}: "
             f"{session['tasks_added']} tasks, {describe_provenance(session['provenance'])}"
         )
+    print(_cost_line(report["cost"]))
     return EXIT_OK
+
+
+def _status_cost(args: argparse.Namespace, raw_usage: Any, accepted: int) -> dict[str, Any]:
+    from .outputs.prices import load_prices, run_models
+    from .outputs.stats import status_cost
+
+    prices = None
+    if args.prices is not None:
+        prices = load_prices(args.prices).for_models(run_models(Path(args.run_dir)))
+    return status_cost(raw_usage, accepted, prices)
+
+
+def _cost_line(cost: dict[str, Any]) -> str:
+    """Cost per 1,000 accepted tasks and the cached share of prompt tokens, by stage."""
+    per_1000, share = cost["per_1000_accepted"], cost["cached_share"]
+    head = "  cost per 1,000 accepted tasks: " + (
+        "-" if per_1000 is None else f"${per_1000:,.4f} ({cost['basis']})"
+    )
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    stages = ", ".join(f"{name} {pct(s['cached_share'])}" for name, s in cost["stages"].items())
+    cached = pct(share)
+    return f"{head}; cached prompt tokens {cached}" + (f" ({stages})" if stages else "")
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -223,6 +251,12 @@ def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="stop once tasks.jsonl holds this many tasks (0: run until stopped)",
     )
     run.add_argument("--seed", type=int, help="random seed for prompt sampling")
+    run.add_argument(
+        "--mode",
+        choices=["stream", "batch"],
+        help="stream requests as the stages make them (default), or send them in rounds "
+        "through the provider's Batch API at the batch price ([batch] settings)",
+    )
     run.add_argument("--rpm", type=float, help="requests per minute limit")
     run.add_argument("--tpm", type=float, help="tokens per minute limit")
     run.add_argument("--concurrency", type=int, help="most requests in flight at once")
@@ -248,6 +282,12 @@ def _add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     status = sub.add_parser("status", help="progress of a run directory (safe while it runs)")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="price the spend with this TOML price table (see stats; default: as recorded)",
+    )
     status.set_defaults(func=_status)
 
 

@@ -58,6 +58,11 @@ class EndpointConfig:
     cached_prompt_price: float | None = field(default=None, metadata=_range(0.0))
     # Batch API requests cost this share of the streaming price (OpenAI: half).
     batch_price_multiplier: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    # Constrain answers to each stage's format (answer_formats.py) through the server's
+    # own request field: "llama.cpp" sends a GBNF ``grammar``, "vllm" a ``guided_grammar``
+    # (the same GBNF-like text vLLM's xgrammar backend reads). Off by default: hosted
+    # OpenAI refuses unknown fields.
+    constrained_decoding: Literal["off", "llama.cpp", "vllm"] = "off"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class LocalConfig:
     api: Literal["completions", "chat"] = "completions"
     n_ctx: int = field(default=4096, metadata=_range(256, 1_000_000))
     threads: int = field(default=0, metadata=_range(0, 1024))  # 0: all cores
+    # Constrain each stage's answer to its format with a GBNF grammar (answer_formats.py).
+    constrain_formats: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,13 @@ class RunConfig:
     max_useless_streak: int = field(default=50, metadata=_range(1))
     max_useless_share: float = field(default=0.95, metadata=_range(0.0, 1.0))
     useless_window: int = field(default=500, metadata=_range(1))
+    # What a checkpoint commit survives: "process" a killed process (kill -9, OOM) at any
+    # point, committing without waiting for the disk; "power" also power loss and OS
+    # crashes, an fsync per commit (slower). See checkpoint.store.DURABILITY.
+    durability: Literal["process", "power"] = "process"
+    # "stream": requests go out as the stages make them. "batch": through the provider's
+    # Batch API in overlapping rounds at the batch price (see [batch]).
+    mode: Literal["stream", "batch"] = "stream"
 
 
 @dataclass(frozen=True)
@@ -137,13 +151,28 @@ class GenerationConfig:
 class ClassificationConfig:
     """Stage 2, classification identification."""
 
-    demonstrations: int = field(default=24, metadata=_range(2, 200))
+    # 40 seed tasks (20 of each kind) make the prompt's fixed prefix about 1,170 tokens:
+    # past the 1,024 at which hosted providers cache a prefix, with room for a tokenizer
+    # that counts 10% fewer. Cached at half price it costs less than the 24 tasks (757
+    # tokens, never cached) it replaces; the paper preset keeps 24.
+    demonstrations: int = field(default=40, metadata=_range(2, 200))
     workers: int = field(default=8, metadata=_range(1, 1000))
     temperature: float = field(default=0.0, metadata=_range(0.0, 2.0))
     max_tokens: int = field(default=3, metadata=_range(1))
     # "tolerant" reads "**Yes**", "Answer: no" and asks again when an answer says neither;
     # "paper" takes exactly "Yes"/"yes"/"YES" for yes and anything else for no.
     parser: Literal["tolerant", "paper"] = "tolerant"
+    # How yes/no is decided (selfinstruct_async/classification_scoring.py): "text" parses
+    # the answer (the paper); "answer" compares the yes and no answers' probabilities
+    # against a threshold calibrated on the seeds; "likelihood" compares how likely the
+    # instruction is after classification and after other tasks (embedded model only);
+    # "auto" takes likelihood on the embedded model, answer where logprobs come back,
+    # else text.
+    scoring: Literal["auto", "text", "answer", "likelihood"] = "auto"
+    # Most likely first tokens asked for when scoring answers (OpenAI completions cap 5).
+    top_logprobs: int = field(default=5, metadata=_range(1, 20))
+    # Seed tasks of each kind shown before the instruction when scoring by likelihood.
+    likelihood_demonstrations: int = field(default=8, metadata=_range(1, 50))
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,26 @@ class FiltersConfig:
 
 
 @dataclass(frozen=True)
+class BatchConfig:
+    """Batch mode (``run.mode = "batch"``): the OpenAI Batch API, its limits and timing."""
+
+    # Generation prompts one round submits; classification and instance requests may
+    # wait ``stage_requests`` at a time, so a round's survivors fill the next batch.
+    round_size: int = field(default=100, metadata=_range(1, 50_000))
+    stage_requests: int = field(default=2000, metadata=_range(1, 50_000))
+    # The provider's limits per batch (OpenAI: 50,000 requests, 200 MB input file).
+    max_requests: int = field(default=50_000, metadata=_range(1, 50_000))
+    max_file_bytes: int = field(default=200_000_000, metadata=_range(1024))
+    # Seconds between status requests for a batch in progress.
+    poll_seconds: float = field(default=30.0, metadata=_range(0.001, 3600.0))
+    # A batch is sent once no request arrived for this long (longer when arrivals are
+    # sparse: three times the longest gap seen, at most ten times this).
+    quiet_seconds: float = field(default=2.0, metadata=_range(0.001, 600.0))
+    # Times an expired, cancelled or failed request is sent again in a later batch.
+    resubmit: int = field(default=1, metadata=_range(0, 10))
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     """Which installed plugins to leave out."""
 
@@ -202,6 +251,7 @@ class Config:
     instances: InstancesConfig = field(default_factory=InstancesConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the run directory; holds no secrets by construction."""
@@ -345,7 +395,9 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
             "machine_pool": "filtered",
             "stops": "paper",
         },
-        "classification": {"parser": "paper"},
+        "classification": {"parser": "paper", "demonstrations": 24, "scoring": "text"},
+        # The paper samples free text; answers constrained to a grammar are ours.
+        "local": {"constrain_formats": False},
         "instances": {
             "parser": "paper",
             "stops": "paper",

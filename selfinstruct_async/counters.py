@@ -22,6 +22,9 @@ and a reader can never drift apart. The families:
 ``tasks.accepted``                tasks written to ``tasks.jsonl``
 ``classification.<answer>``       classification answers: yes, no, unparseable
 ``retries.context_length``        requests resent with a smaller ``max_tokens``
+``batch.*``                       batch mode: batches submitted, found on resume,
+                                  polled and ended by status; requests submitted,
+                                  answered, failed, unfinished, resubmitted, bought twice
 ================================  ==============================================
 
 :func:`acceptance` is THE acceptance formula: every place that shows a rate uses it.
@@ -69,6 +72,20 @@ TASKS_ACCEPTED: Final = "tasks.accepted"
 CLASSIFICATION_ANSWERS: Final = ("yes", "no", "unparseable")
 # Requests resent with a smaller max_tokens after prompt + max_tokens overflowed the context.
 RETRIES_CONTEXT_LENGTH: Final = "retries.context_length"
+# Batch mode (client.batch): what went to the Batch API and what came of it.
+BATCHES_SUBMITTED: Final = "batch.batches_submitted"  # batches created
+BATCHES_FOUND: Final = "batch.batches_found"  # created before a crash, found on resume
+BATCH_FILES_UPLOADED: Final = "batch.files_uploaded"
+BATCH_FILES_FOUND: Final = "batch.files_found"  # uploaded before a crash, found on resume
+BATCH_POLLS: Final = "batch.polls"
+BATCH_REQUESTS_SUBMITTED: Final = "batch.requests_submitted"
+BATCH_REQUESTS_ANSWERED: Final = "batch.requests_answered"
+BATCH_REQUESTS_FAILED: Final = "batch.requests_failed"  # error-file lines
+BATCH_REQUESTS_UNFINISHED: Final = "batch.requests_unfinished"  # expired or cancelled
+BATCH_RESUBMITTED: Final = "batch.requests_resubmitted"
+BATCH_BOUGHT_TWICE: Final = "batch.requests_bought_twice"  # must stay 0
+BATCH_REPLAYED: Final = "batch.generations_replayed"  # answers no live session took
+BATCH_STATUSES: Final = ("completed", "failed", "expired", "cancelled")
 # What passed the filters at each level, set against ``rejected.<level>.*``.
 ACCEPTED: Final[Mapping[str, str]] = {
     "instruction": INSTRUCTIONS_ACCEPTED,
@@ -114,6 +131,11 @@ def ledger_reused(stage: str) -> str:
 def rejected(level: str, filter_name: str) -> str:
     """Rejections by ``filter_name`` at ``level`` (one of :data:`LEVELS`)."""
     return f"{_REJECTED}{level}.{filter_name}"
+
+
+def batch_status(status: str) -> str:
+    """Batches that ended with ``status`` (one of :data:`BATCH_STATUSES`)."""
+    return f"batch.batches_{status}"
 
 
 def classification(answer: bool | None) -> str:
@@ -165,6 +187,19 @@ _FIXED = frozenset(
         TASKS_ACCEPTED,
         RETRIES_CONTEXT_LENGTH,
         *(f"classification.{answer}" for answer in CLASSIFICATION_ANSWERS),
+        BATCHES_SUBMITTED,
+        BATCHES_FOUND,
+        BATCH_FILES_UPLOADED,
+        BATCH_FILES_FOUND,
+        BATCH_POLLS,
+        BATCH_REQUESTS_SUBMITTED,
+        BATCH_REQUESTS_ANSWERED,
+        BATCH_REQUESTS_FAILED,
+        BATCH_REQUESTS_UNFINISHED,
+        BATCH_RESUBMITTED,
+        BATCH_BOUGHT_TWICE,
+        BATCH_REPLAYED,
+        *(f"batch.batches_{status}" for status in BATCH_STATUSES),
     }
 )
 _PER_STAGE = (_REQUESTS, _FAILED, _DEFERRED, _USELESS, _LEDGER_REUSED)

@@ -4,7 +4,9 @@ A filter is a class registered by a plugin hook. The pipeline instantiates it on
 with its validated ``[filters.<name>]`` settings and calls ``check`` for every candidate.
 ``check`` returns ``None`` to let the candidate through or a :class:`Rejection` with a
 reason; it may be a coroutine function (for filters that call a service) and may declare
-itself ``cpu_bound`` so that it runs on a worker thread instead of the event loop.
+itself ``cpu_bound`` so that it runs on a worker thread instead of the event loop once its
+checks take long (:data:`OFFLOAD_AFTER`): a check of a few microseconds costs less than the
+hop to a thread and back, so those run on the loop.
 
 Instance filters run phase by phase, as the original's ``prepare_for_finetuning`` does:
 each filter, in ``order``, judges every instance that the filters before it let through,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -27,6 +30,11 @@ from .records import Instance, Rejection
 
 OnError = Literal["reject", "stop"]
 Verdict = Rejection | None
+#: Seconds a ``cpu_bound`` check may take on average (over its recent calls) and still run
+#: on the event loop; longer ones go to a worker thread. A hop costs about 50 us of CPU and
+#: holds nothing else up, so only checks far longer than that are worth it.
+OFFLOAD_AFTER = 0.002
+_AVERAGE_OVER = 32  # calls, roughly: the weight of one in the moving average
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,10 @@ class FilterChain:
         self.instruction_filters = _sort(instruction_filters)
         self.instance_filters = _sort(instance_filters)
         self.on_error = on_error
+        # Per filter (by id): how its check is called, and a moving average of the seconds a
+        # cpu_bound check takes, which says whether the next one goes to a thread.
+        self._kinds: dict[int, str] = {}
+        self._seconds: dict[int, float] = {}
 
     async def check_instruction(self, instruction: str) -> Rejection | None:
         for f in self.instruction_filters:
@@ -177,26 +189,50 @@ class FilterChain:
             if remember is not None:
                 remember(instruction)
 
-    async def _run(self, f: object, check: Callable[..., Any], *args: Any) -> Rejection | None:
-        name = getattr(f, "name", type(f).__name__)
-        try:
+    def _kind(self, f: object, check: Callable[..., Any]) -> str:
+        kind = self._kinds.get(id(f))
+        if kind is None:
             if inspect.iscoroutinefunction(check):
-                verdict = await check(*args)
+                kind = "async"
             elif getattr(f, "cpu_bound", False):
-                verdict = await anyio.to_thread.run_sync(check, *args)
+                kind = "cpu"
             else:
-                verdict = check(*args)
-                if inspect.isawaitable(verdict):
+                kind = "sync"
+            self._kinds[id(f)] = kind
+        return kind
+
+    def _timed(self, f: object, check: Callable[..., Any], *args: Any) -> Any:
+        """``check(*args)``, adding the seconds it took to ``f``'s moving average."""
+        started = time.perf_counter()
+        try:
+            return check(*args)
+        finally:
+            took = time.perf_counter() - started
+            average = self._seconds.get(id(f), 0.0)
+            self._seconds[id(f)] = average + (took - average) / _AVERAGE_OVER
+
+    async def _run(self, f: object, check: Callable[..., Any], *args: Any) -> Rejection | None:
+        try:
+            kind = self._kind(f, check)
+            if kind == "async":
+                verdict = await check(*args)
+            elif kind == "cpu" and self._seconds.get(id(f), 0.0) > OFFLOAD_AFTER:
+                verdict = await anyio.to_thread.run_sync(self._timed, f, check, *args)
+            else:
+                verdict = self._timed(f, check, *args) if kind == "cpu" else check(*args)
+                if verdict is not None and inspect.isawaitable(verdict):
                     verdict = await verdict
         except SelfInstructError:
             raise  # deliberate errors (misconfiguration, say) are not a plugin's bug
         except Exception as error:  # a plugin's bug must not accept the candidate
+            name = getattr(f, "name", type(f).__name__)
             log.warning("filter %r raised %s: %s", name, type(error).__name__, error)
             if self.on_error == "stop":
                 raise FilterError(name, error) from error
             return Rejection(reason=f"filter raised {type(error).__name__}: {error}", filter=name)
         if verdict is None:
             return None
+        name = getattr(f, "name", type(f).__name__)
         if not isinstance(verdict, Rejection):
             raise FilterError(
                 name, TypeError(f"check() returned {verdict!r}, not Rejection or None")

@@ -154,7 +154,10 @@ def test_an_at_sign_after_the_host_is_not_taken_for_credentials() -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("SELFINSTRUCT_GENRATION_TOP_P", "unknown section 'genration' (sections: classification,"),
+        (
+            "SELFINSTRUCT_GENRATION_TOP_P",
+            "unknown section 'genration' (sections: batch, classification,",
+        ),
         ("SELFINSTRUCT_GENERATION_TOPP", "[generation] has no key 'topp' (known keys:"),
         ("SELFINSTRUCT_RUN", "unknown section 'run'"),
         ("SELFINSTRUCT_FILTERS_SETTINGS", "[filters] has no key 'settings'"),

@@ -232,7 +232,8 @@ def test_a_misspelt_environment_variable_is_one_line_naming_it(tmp_path: Path) -
     assert_one_line_error(
         done,
         "SELFINSTRUCT_GENRATION_TOP_P: no such setting: unknown section 'genration' "
-        "(sections: classification, endpoint, filters, generation, instances, local, plugins, run",
+        "(sections: batch, classification, endpoint, filters, generation, instances, local, "
+        "plugins, run",
     )
     done = selfinstruct_env({"SELFINSTRUCT_GENERATION_TOPP": "0.9"}, "plugins")
     assert_one_line_error(done, "SELFINSTRUCT_GENERATION_TOPP: no such setting: [generation]")

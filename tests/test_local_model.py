@@ -7,11 +7,14 @@ them they skip, saying what is missing.
 from __future__ import annotations
 
 import json
+import random
+import re
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,135 @@ async def test_a_prompt_longer_than_the_servers_context_is_refused_once_without_
     # The server's own numbers say the prompt alone is too long: no smaller max_tokens helps.
     assert "maximum context length is 2048 tokens" in str(raised.value)
     assert usage.stage("overflow").retries == 0
+
+
+# ---------------------------------------------------------------- issue 16: scores, formats
+
+
+@pytest.mark.anyio
+async def test_embedded_logprobs_rank_the_token_it_generates_first() -> None:
+    from selfinstruct_async.client.local import LocalClient
+    from selfinstruct_async.config import LocalConfig
+
+    client = LocalClient(LocalConfig(), UsageMeter())
+    try:
+        prompt = "Task: Name the capital of France.\nAnswer:"
+        answer = await client.complete(
+            CompletionRequest(stage="s", prompt=prompt, max_tokens=1, logprobs=5)
+        )
+    finally:
+        await client.aclose()
+    [first] = answer.choices[0].top_logprobs
+    assert len(first) == 5 and all(lp <= 0 for lp in first.values())
+    # Greedy decoding picks the most likely token: the one the logprobs rank first.
+    assert max(first, key=lambda token: first[token]) == answer.text
+
+
+@pytest.mark.anyio
+async def test_embedded_likelihood_scores_label_the_seeds_with_balanced_accuracy_0_8() -> None:
+    from selfinstruct_async.classification_scoring import (
+        LikelihoodPrompts,
+        calibrate,
+        likelihood_seed_scores,
+    )
+    from selfinstruct_async.client.local import LocalClient
+    from selfinstruct_async.config import LocalConfig
+    from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
+
+    seeds = load_seed_tasks(DEFAULT_SEEDS)
+    client = LocalClient(LocalConfig(), UsageMeter())
+    try:
+        prompts = LikelihoodPrompts.from_seeds(seeds, 8)
+        scores = await likelihood_seed_scores(client, prompts, seeds)
+    finally:
+        await client.aclose()
+    labels = [s.is_classification for s in seeds]
+    calibration = calibrate(scores, labels, key="k", model="smollm2", method="likelihood")
+    # Leave-one-out over the seeds; the model's parsed answer is "yes" to every task (0.5).
+    assert calibration.balanced_accuracy >= 0.8
+    assert 0.05 < calibration.yes_share < 0.4
+
+
+@pytest.mark.anyio
+async def test_embedded_run_scores_classification_and_reports_it(tmp_path: Path) -> None:
+    from selfinstruct_async.classification_scoring import classifier_summary
+
+    out = tmp_path / "run"
+    summary = await run(tiny_config(out, target=2))
+    assert summary.accepted == 2
+    classifier = classifier_summary(out)
+    assert classifier["method"] == "likelihood" and classifier["seeds"] == 175
+    assert classifier["balanced_accuracy"] >= 0.8
+
+
+def _matches_instance_format(text: str, is_classification: bool) -> bool:
+    line = r"[^\n]+"
+    more = r"(?:\n(?!Ex|In|Ou|Ta|Cl)[^\n]+)*"
+    if is_classification:
+        block = rf"Class label: {line}(?:\nInput: {line}{more})*"
+    else:
+        block = rf"Example \d\d?\nInput: {line}{more}\nOutput: {line}{more}"
+    return re.fullmatch(rf"{block}(?:\n{block})*\n?\n?(?:Task:)?", text) is not None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("is_classification", [False, True])
+async def test_embedded_answers_keep_the_instance_format_under_the_grammar(
+    is_classification: bool,
+) -> None:
+    from selfinstruct_async.answer_formats import INPUT_FIRST, OUTPUT_FIRST
+    from selfinstruct_async.client.local import LocalClient
+    from selfinstruct_async.config import LocalConfig
+    from selfinstruct_async.demonstrations import load_instance_demonstrations
+    from selfinstruct_async.parsing import parse_instances
+    from selfinstruct_async.prompts import build_instance_prompt
+    from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
+
+    config = load_config()
+    seeds = load_seed_tasks(DEFAULT_SEEDS)
+    demos = load_instance_demonstrations(config.instances, seeds, DEFAULT_SEEDS)
+    task = next(s for s in seeds if s.is_classification == is_classification)
+    prompt = build_instance_prompt(
+        task.instruction, is_classification, demos.pick(is_classification, random.Random(0))
+    )
+    request = prompt.request("generate_instances", config.instances)
+    fmt = OUTPUT_FIRST if is_classification else INPUT_FIRST
+    client = LocalClient(LocalConfig(), UsageMeter())
+    try:
+        answer = await client.complete(replace(request, max_tokens=120, answer_format=fmt))
+    finally:
+        await client.aclose()
+    text = answer.text
+    if answer.finish_reason == "length":  # cut mid-line: judge the complete lines
+        text = text.rsplit("\n", 1)[0]
+    assert _matches_instance_format(text, is_classification), answer.text
+    assert parse_instances(answer.text, is_classification, answer.finish_reason, 50)
+
+
+@pytest.mark.anyio
+async def test_llama_cpp_server_takes_the_grammar_and_returns_answer_logprobs(
+    llama_server: str,
+) -> None:
+    from selfinstruct_async.answer_formats import YES_NO
+    from selfinstruct_async.classification_scoring import answer_score
+
+    config = load_config(
+        overrides={
+            "endpoint": {
+                "base_url": llama_server,
+                "model": "smollm2",
+                "constrained_decoding": "llama.cpp",
+            }
+        }
+    )
+    prompt = "Task: Classify the review as positive or negative.\nIs the output a fixed label?"
+    async with build_http_client(config.endpoints, UsageMeter()) as client:
+        constrained = await client.complete(
+            CompletionRequest(stage="s", prompt=prompt, max_tokens=8, answer_format=YES_NO)
+        )
+        scored = await client.complete(
+            CompletionRequest(stage="s", prompt=prompt, max_tokens=1, logprobs=5)
+        )
+    assert constrained.text.strip() in ("Yes", "No")
+    assert scored.choices[0].top_logprobs and len(scored.choices[0].top_logprobs[0]) >= 2
+    assert answer_score(scored) is not None

@@ -69,6 +69,7 @@ def snapshot(**changes: Any) -> dict[str, Any]:
                 },
                 "generate_instances": {
                     "prompt_tokens": 3000,
+                    "cached_prompt_tokens": 1024,
                     "completion_tokens": 1000,
                     "requests": 45,
                     "retries": 0,
@@ -174,7 +175,12 @@ async def test_status_reports_stages_acceptance_by_filter_queues_and_tokens() ->
     assert body["stages"]["generate_instructions"] == {"requests": 20, "failed": 0, "items": 200}
     assert body["stages"]["identify_classification"]["items"] == 58
     assert body["stages"]["filter_instances"] == {"items": 44, "accepted": 40}
-    assert body["tokens"] == {"prompt": 9000, "completion": 5000, "total": 14000}
+    assert body["tokens"] == {
+        "prompt": 9000,
+        "cached_prompt": 1024,
+        "completion": 5000,
+        "total": 14000,
+    }
     # One sample only: no window rate yet, but the session average gives an ETA.
     assert body["rates"]["requests_per_minute"] is None
     assert body["rates"]["accepted_per_second"] == pytest.approx(40 / 100)
@@ -222,6 +228,36 @@ async def test_metrics_are_prometheus_text_with_the_snapshot_values() -> None:
     assert values[("selfinstruct_requests_per_minute", ())] == pytest.approx(12.0)
     assert values[("selfinstruct_tokens_per_minute", ())] == pytest.approx(3000.0)
     assert values[("selfinstruct_eta_seconds", ())] == pytest.approx(50 / (10 / 60))
+
+
+async def test_cached_share_and_cost_per_1000_accepted_tasks_in_status_and_metrics() -> None:
+    # generate_instructions has no cached_prompt_tokens key: a snapshot from before the
+    # prompt cache was counted reads as nothing cached.
+    run = FakeRun(snapshot())
+    async with monitor(run, run.clock) as (url, session):
+        async with session.get(f"{url}/status") as response:
+            body = await response.json()
+        values = await metrics(session, url)
+    assert body["cached_share_by_stage"] == {
+        "generate_instructions": 0.0,
+        "generate_instances": pytest.approx(1024 / 3000),
+    }
+    # $0.75 spent for 40 accepted tasks, whatever the rejected candidates were.
+    assert body["cost"]["per_1000_accepted"] == pytest.approx(1000 * 0.75 / 40)
+    assert body["cost"]["by_stage_per_1000_accepted"]["generate_instances"] == pytest.approx(
+        1000 * 0.25 / 40
+    )
+    instances = (("stage", "generate_instances"),)
+    assert values[("selfinstruct_cached_prompt_share", instances)] == pytest.approx(1024 / 3000)
+    assert values[("selfinstruct_cached_prompt_tokens_total", instances)] == 1024
+    total = (("stage", "total"),)
+    assert values[("selfinstruct_cost_per_1000_accepted_usd", total)] == pytest.approx(18.75)
+
+
+def test_cost_per_1000_accepted_is_unknown_before_the_first_accepted_task() -> None:
+    summary = summarize(snapshot(accepted=0))
+    assert summary["cost"]["per_1000_accepted"] is None
+    assert summary["cost"]["usd"] == pytest.approx(0.75)
 
 
 async def test_each_server_has_its_own_registry_and_none_is_global() -> None:

@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pytest
+
 from selfinstruct_async.client.protocol import SAMPLING_PARAMETERS, CompletionRequest
-from selfinstruct_async.config import ClassificationConfig, GenerationConfig
+from selfinstruct_async.client.tokens import count_tokens
+from selfinstruct_async.config import ClassificationConfig, GenerationConfig, load_config
 from selfinstruct_async.prompts import (
     DEFAULT_TEMPLATES,
     build_classification_prompt,
     build_instance_prompt,
     build_instruction_prompt,
+    cached_request_tokens,
     select_classification_demonstrations,
     select_instance_demonstrations,
 )
 from selfinstruct_async.records import Instance, SeedTask
+from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 
 
 def seed(n: int, instruction: str, given: str, output: str, clf: bool) -> SeedTask:
@@ -243,3 +248,43 @@ def test_instruction_prompt_asks_for_classification_tasks_only_when_told() -> No
     assert classification.text.startswith(DEFAULT_TEMPLATES.instruction_classification_header)
     assert general.text.split("\n", 1)[1] == classification.text.split("\n", 1)[1]
     assert (general.stop, general.system) == (classification.stop, classification.system)
+
+
+# -- a classification prefix the providers' prompt caches serve (issue 17) ---------------
+
+
+def _classification_prefix_tokens(k: int) -> tuple[int, int]:
+    """(tokens every classification prompt shares, tokens of one whole prompt) with k demos."""
+    demos = select_classification_demonstrations(load_seed_tasks(DEFAULT_SEEDS), k)
+    first = build_classification_prompt("Write a poem about the sea.", demos).text
+    second = build_classification_prompt("Is this review positive?", demos).text
+    shared = 0
+    while shared < min(len(first), len(second)) and first[shared] == second[shared]:
+        shared += 1
+    return count_tokens(first[:shared]), count_tokens(first)
+
+
+def test_the_default_classification_prefix_is_cacheable_with_room_for_other_tokenizers() -> None:
+    shared, whole = _classification_prefix_tokens(ClassificationConfig().demonstrations)
+    # Providers cache from 1,024 tokens; a tokenizer counting 10% fewer still gets there.
+    assert shared >= 1024 * 1.1
+    # Cached at half price in 128-token steps, it costs less than the paper preset's
+    # 24 demonstrations, which are below 1,024 tokens and never cached.
+    paper_shared, paper_whole = _classification_prefix_tokens(24)
+    assert paper_shared < 1024
+    assert cached_request_tokens(paper_shared, paper_whole, 0.5) == paper_whole
+    assert cached_request_tokens(shared, whole, 0.5) < 0.85 * paper_whole
+    # Without a cache discount the longer prompt only costs more.
+    assert cached_request_tokens(shared, whole, 1.0) > paper_whole
+
+
+def test_cached_request_tokens_count_whole_128_token_steps_from_1024() -> None:
+    assert cached_request_tokens(1023, 1100, 0.5) == 1100
+    assert cached_request_tokens(1100, 1120, 0.5) == 1024 * 0.5 + 96
+    assert cached_request_tokens(1300, 1300, 0.1) == pytest.approx(1280 * 0.1 + 20)
+
+
+def test_the_paper_preset_keeps_the_24_demonstration_classification_prompt() -> None:
+    paper = load_config(None, environ={}, preset="paper")
+    assert paper.classification.demonstrations == 24
+    assert load_config(None, environ={}).classification.demonstrations == 40

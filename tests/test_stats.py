@@ -18,6 +18,7 @@ import pytest
 
 from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.cli import main as cli_main
 from selfinstruct_async.errors import SelfInstructError, StatsError
 from selfinstruct_async.outputs import stats
 from selfinstruct_async.outputs.prices import load_prices
@@ -372,8 +373,8 @@ def test_json_output_is_the_typed_stats_to_json(
     typed = stats.compute_stats(run[0])
     assert printed == json.dumps(typed.to_json(), indent=2, sort_keys=True) + "\n"
     data = json.loads(printed)
-    keys = ["acceptance", "checkpoint", "dataset", "notes", "prices", "requests", "run_dir"]
-    assert sorted(data) == [*keys, "usage"]
+    keys = ["acceptance", "checkpoint", "cost", "dataset", "notes", "prices", "requests"]
+    assert sorted(data) == [*keys, "run_dir", "usage"]
     counts = {"pending": 0, "accepted": 30, "rejected": 0}
     assert data["checkpoint"] == {"available": True, "tasks": counts}
     # The documented shape, key by key (``decided`` is new with issue 13; nothing removed).
@@ -395,14 +396,24 @@ def test_json_output_is_the_typed_stats_to_json(
         "available", "per_accepted_instruction", "per_accepted_instruction_by_stage", "stages",
         "total",
     ]  # fmt: skip
+    # Cached prompt tokens and the Batch API's share are new with issue 17.
     assert sorted(data["usage"]["stages"]["generate_instructions"]) == sorted(
         ["prompt_tokens", "completion_tokens", "requests", "retries", "failures", "throttled",
-         "recorded_cost_usd", "total_tokens", "cost_usd"]
+         "recorded_cost_usd", "total_tokens", "cost_usd", "cached_prompt_tokens", "cached_share",
+         "batch_requests", "batch_prompt_tokens", "batch_cached_prompt_tokens",
+         "batch_completion_tokens"]
     )  # fmt: skip
     assert sorted(data["usage"]["per_accepted_instruction"]) == sorted(
-        ["prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"]
+        ["prompt_tokens", "cached_prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"]
     )
-    assert sorted(data["prices"]) == ["completion_price", "prompt_price", "source", "stages"]
+    assert sorted(data["prices"]) == [
+        "batch_price_multiplier", "cached_prompt_price", "completion_price", "models",
+        "prompt_price", "source", "stages",
+    ]  # fmt: skip
+    assert sorted(data["cost"]) == [
+        "accepted_tasks", "allocation", "basis", "by_stage", "per_1000_accepted", "rejected",
+        "tokens_per_accepted", "total_usd", "unit_costs",
+    ]  # fmt: skip
     task = typed.acceptance.level("task")
     assert data["acceptance"]["task"]["filters"] == {
         f.name: {"rejected": f.rejected, "rejected_share": f.rejected_share} for f in task.filters
@@ -427,3 +438,157 @@ def test_instances_beyond_the_cap_are_shown_apart_from_the_filters() -> None:
     assert "rejected by beyond" not in text
     quiet = stats.acceptance_of({names.INSTANCES_GENERATED: 3, names.INSTANCES_ACCEPTED: 3}, {})
     assert "beyond max_instances" not in "\n".join(stats._acceptance_lines(quiet))
+
+
+# -- cost per 1,000 accepted tasks, cached and batch tokens, model prices (issue 17) ------
+
+
+def test_cost_per_1000_accepted_tasks_includes_what_each_filters_rejects_cost(
+    run: tuple[Path, list[Task]],
+) -> None:
+    cost = stats.compute_stats(run[0]).to_json()["cost"]
+    # $2 of instruction generation and $1 of instance generation for 30 accepted tasks.
+    assert cost["basis"] == "priced"
+    assert cost["per_1000_accepted"] == pytest.approx(1000 * 3.0 / 30)
+    assert cost["by_stage"]["generate_instances"]["per_1000_accepted"] == pytest.approx(
+        1000 * 1.0 / 30
+    )
+    # Average per candidate: 120 instruction candidates, 150 instances, 40 answers.
+    per_instruction, per_instance = 2.0 / 120, 1.0 / 150
+    assert cost["unit_costs"]["instruction_candidate"] == pytest.approx(per_instruction)
+    assert cost["unit_costs"]["instance"] == pytest.approx(per_instance)
+    by_filter = cost["rejected"]["by_filter"]
+    assert by_filter["instruction"]["rouge_similarity"]["cost_usd"] == pytest.approx(
+        50 * per_instruction
+    )
+    assert by_filter["instruction"]["leading_character"]["rejected"] == 1
+    assert by_filter["instance"]["empty_output"]["cost_usd"] == pytest.approx(30 * per_instance)
+    # A task rejected whole cost its instruction and a classification answer (none priced
+    # here); its instances are already counted under the instance filters.
+    assert by_filter["task"]["no_valid_instances"]["cost_usd"] == pytest.approx(
+        10 * per_instruction
+    )
+    rejected = (50 + 20 + 10 + 1 + 10) * per_instruction + (30 + 20) * per_instance
+    assert cost["rejected"]["cost_usd"] == pytest.approx(rejected)
+    assert cost["rejected"]["cost_usd"] < 3.0
+    assert cost["tokens_per_accepted"]["prompt_tokens"] == pytest.approx(3_000_000 / 30)
+
+
+def test_without_prices_the_cost_is_what_the_run_recorded(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path / "run", make_tasks(10), counters=COUNTERS, usage=USAGE)
+    cost = stats.compute_stats(run_dir).to_json()["cost"]
+    assert cost["basis"] == "recorded"
+    assert cost["per_1000_accepted"] == pytest.approx(1000 * 1.25 / 10)
+
+
+CACHED_USAGE = {
+    "version": 1,
+    "stages": {
+        "identify_classification": {
+            "prompt_tokens": 3_000_000,
+            "cached_prompt_tokens": 2_000_000,
+            "completion_tokens": 100_000,
+            "requests": 2500,
+            "batch_requests": 1000,
+            "batch_prompt_tokens": 1_200_000,
+            "batch_cached_prompt_tokens": 1_000_000,
+            "batch_completion_tokens": 40_000,
+            "cost_usd": 0.5,
+        }
+    },
+}
+
+
+def test_cached_and_batch_tokens_are_priced_at_their_own_rates(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path / "run", make_tasks(10), usage=CACHED_USAGE)
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        "prompt_price = 0.15\ncached_prompt_price = 0.075\ncompletion_price = 0.60\n"
+        "batch_price_multiplier = 0.5\n"
+    )
+    result = stats.compute_stats(run_dir, load_prices(prices))
+    row = result.to_json()["usage"]["stages"]["identify_classification"]
+    # Streamed: 1.8M prompt of which 1M cached, 60K completion; batch: the rest, halved.
+    streamed = (0.8 * 0.15 + 1.0 * 0.075 + 0.06 * 0.60) / 1
+    batch = (0.2 * 0.15 + 1.0 * 0.075 + 0.04 * 0.60) / 2
+    assert row["cost_usd"] == pytest.approx(streamed + batch)
+    assert row["cached_share"] == pytest.approx(2 / 3)
+    assert row["batch_requests"] == 1000
+    text = stats.render_text(result)
+    assert "66.7%" in text  # the cached share of the stage's prompt tokens
+    assert "cost per 1,000 accepted tasks" in text
+
+
+def test_a_models_table_is_picked_by_the_runs_model(tmp_path: Path) -> None:
+    config = {"endpoints": [{"model": "small-1", "prompt_price": 9.0, "completion_price": 9.0}]}
+    run_dir = build_run(tmp_path / "run", make_tasks(10), usage=USAGE, config=config)
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[models."small-1"]\nprompt_price = 1.0\ncompletion_price = 2.0\n'
+        'cached_prompt_price = 0.5\n[models."big-2"]\nprompt_price = 10.0\n'
+        "completion_price = 30.0\n[stages.generate_instances]\ncompletion_price = 0.0\n"
+    )
+    result = stats.compute_stats(run_dir, load_prices(prices)).to_json()
+    assert result["prices"]["source"].endswith("[models.small-1]")
+    usage = result["usage"]["stages"]
+    assert usage["generate_instructions"]["cost_usd"] == pytest.approx(2.0 + 1.0)
+    # A stage table changes only the prices it gives, on top of the model's.
+    assert usage["generate_instances"]["cost_usd"] == pytest.approx(1.0)
+
+
+def test_a_run_whose_model_no_table_prices_is_an_error_naming_file_and_key(
+    tmp_path: Path,
+) -> None:
+    config = {"endpoints": [{"model": "other-3"}]}
+    run_dir = build_run(tmp_path / "run", make_tasks(3), usage=USAGE, config=config)
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."small-1"]\nprompt_price = 1.0\n')
+    with pytest.raises(StatsError) as raised:
+        stats.compute_stats(run_dir, load_prices(prices))
+    message = str(raised.value)
+    assert message.startswith(f"{prices}: models:")
+    assert "'other-3'" in message and "small-1" in message
+    # With default prices as well, the default serves a model the file does not name.
+    prices.write_text('prompt_price = 2.0\n[models."small-1"]\nprompt_price = 1.0\n')
+    result = stats.compute_stats(run_dir, load_prices(prices)).to_json()
+    assert result["prices"]["prompt_price"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[models."m"]\nprompt_prise = 1\n', "models.m.prompt_prise: unknown key"),
+        ("[models]\nm = 3\n", "models.m: expected a table"),
+        ("batch_price_multiplier = 2\n", "batch_price_multiplier: must be between 0 and 1"),
+        ("[stages.x]\ncached_prompt_price = -1\n", "stages.x.cached_prompt_price: must be"),
+    ],
+)
+def test_bad_model_and_cache_prices_name_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    with pytest.raises(StatsError) as raised:
+        load_prices(path)
+    assert str(raised.value).startswith(str(path))
+    assert message in str(raised.value)
+
+
+def test_status_shows_cost_per_1000_accepted_tasks_and_the_cached_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {"endpoints": [{"model": "small-1"}]}
+    run_dir = build_run(tmp_path / "run", make_tasks(10), usage=CACHED_USAGE, config=config)
+    assert cli_main(["status", str(run_dir), "--json"]) == 0
+    recorded = json.loads(capsys.readouterr().out)["cost"]
+    assert recorded["basis"] == "recorded"
+    assert recorded["per_1000_accepted"] == pytest.approx(1000 * 0.5 / 10)
+    assert recorded["stages"]["identify_classification"]["cached_share"] == pytest.approx(2 / 3)
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."small-1"]\nprompt_price = 1.0\n')
+    assert cli_main(["status", str(run_dir), "--prices", str(prices)]) == 0
+    text = capsys.readouterr().out
+    # 1M uncached prompt tokens streamed at $1, 2M cached at $1 too (no cached price), 1.2M
+    # of the 3M in batch at half: (1.8M + 0.6M) * $1 = $2.40 for 10 tasks.
+    assert "cost per 1,000 accepted tasks: $240.0000 (priced)" in text
+    assert "cached prompt tokens 66.7%" in text

@@ -181,6 +181,7 @@ async def test_rejections_never_committed_are_neither_reported_nor_counted(
     store = FailingStore(tmp_path)
     with store:
         store.add_generation(1, ["x"] * 2)
+        store.flush()  # the response is in the checkpoint; its decisions' commit fails
         store.armed = True
         candidates = [Candidate("Short one", 1, 0), Candidate("Tiny", 1, 1, last=True)]
         observed, counters, passed, error = await run_filter(store, candidates)

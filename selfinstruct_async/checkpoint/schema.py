@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .batches_table import SCHEMA as BATCH_SCHEMA
 
 SCHEMA_VERSION = 2
 # Older versions this one upgrades in place when it opens them for writing (and reads).
@@ -111,6 +112,7 @@ def readable_version(found: Any, db_path: Path) -> int:
 def create_tables(db: sqlite3.Connection) -> None:
     """Create whatever tables and indexes are missing; existing rows are untouched."""
     db.executescript(SCHEMA)
+    db.executescript(BATCH_SCHEMA)  # batch mode's tables (checkpoint.batches_table)
 
 
 def record_version(db: sqlite3.Connection, found: int | None) -> None:

@@ -13,8 +13,17 @@ together each live in their own module:
 One process at a time owns a run directory (an ``flock`` on ``RUN_DIR/.lock``); any
 number of read-only stores may read it meanwhile (``status``, ``stats``).
 
-The class is synchronous and not thread-safe; the pipeline calls it from one worker
-thread at a time so that disk waits never stall the event loop.
+The class is synchronous and not thread-safe: the pipeline calls it from one thread at a
+time, a worker thread when commits wait for the disk (``durability = "power"``), the event
+loop's own thread when they do not (``"process"``, see :data:`DURABILITY`).
+
+Some writes wait for the next commit instead of making one: request-ledger answers
+(:meth:`Store.ledger_put_later`), classification labels and parsed generation responses.
+Every commit the store makes first writes those waiting, in the order they were made and
+in the same transaction, so whatever is committed later (a task accepted, a candidate
+rejected) is never in the checkpoint without what it was made from. A crash can lose only
+writes nothing committed depends on: answers a resume asks for again (from the ledger when
+it holds them), labels it asks for again, responses whose request it makes again.
 """
 
 from __future__ import annotations
@@ -24,11 +33,14 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
+
+import numpy as np
 
 from ..errors import CheckpointError
 from ..records import Instance, PendingTask, RejectionRecord, Task
@@ -37,6 +49,13 @@ from .run_files import CHECKPOINT, LOCK, TASKS
 from .tasks_file import TasksWriter
 
 REQUEST_BLOCK = 64
+Durability = Literal["process", "power"]
+#: What a commit survives. ``"process"``: the process being killed (``kill -9``, OOM, a
+#: crash) at any point; SQLite's WAL with ``synchronous=NORMAL``, so a commit is a write
+#: to the WAL file without waiting for the disk. ``"power"``: also power loss and OS
+#: crashes; ``synchronous=FULL``, an fsync per commit.
+DURABILITY: Final[tuple[Durability, ...]] = ("process", "power")
+_SYNCHRONOUS: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
 # SQLite result codes that mean the disk (not the file) is the problem.
 _DISK_ERRORS = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
@@ -47,15 +66,93 @@ def _instances_json(instances: Iterable[Instance]) -> str:
     return json.dumps([asdict(i) for i in instances], ensure_ascii=False)
 
 
+class _KeyPrefixes:
+    """Which ledger keys (hex SHA-256) may be stored, in 8 bytes a key.
+
+    Keys read at open are a sorted array of their first 64 bits; keys added since are a
+    set of the same. A prefix shared by chance only costs a query, so "may hold" is
+    exact enough, and 200,000 requests take 1.6 MB instead of some 30 MB of strings.
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        prefixes = np.fromiter((_prefix(k) for k in keys), dtype=np.uint64)
+        self._sorted = np.unique(prefixes)
+        self._added: set[int] = set()
+
+    def add(self, key: str) -> None:
+        self._added.add(_prefix(key))
+
+    def __contains__(self, key: str) -> bool:
+        prefix = _prefix(key)
+        if prefix in self._added:
+            return True
+        at = int(np.searchsorted(self._sorted, np.uint64(prefix)))
+        return at < len(self._sorted) and int(self._sorted[at]) == prefix
+
+
+def _prefix(key: str) -> int:
+    try:
+        return int(key[:16], 16)
+    except ValueError:  # not a hex digest (a hand-made key): any fixed prefix will do
+        return int.from_bytes(key.encode("utf-8")[:8].ljust(8, b"\0"), "big")
+
+
+class _UnsyncedTasksWriter(TasksWriter):
+    """``tasks.jsonl`` appends that leave the flush to disk to the OS (``"process"``).
+
+    A killed process loses nothing it wrote; after a power loss the checkpoint, the source
+    of truth, repairs the file when the store next opens (``TasksWriter.reconcile``).
+    """
+
+    def _append_lines(self, lines: Iterable[str]) -> None:
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    # As TasksWriter: a partial line would be buried by the next append.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise CheckpointError(
+                f"{self.path}: cannot append ({e.strerror or e}); the task is committed "
+                "in the checkpoint and is written here when the run resumes"
+            ) from None
+
+
 class Store:
     """Checkpoint and outputs of one run directory."""
 
-    def __init__(self, run_dir: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, *, read_only: bool = False, durability: Durability = "power"
+    ) -> None:
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
         self.run_dir = run_dir
         self.read_only = read_only
+        self.durability: Durability = durability
+        # Ledger answers waiting for the next commit, by key (see ledger_put_later), and
+        # the keys the ledger table may hold (read when a writable store opens): a request
+        # never bought before costs no SQL query.
+        self._ledger_waiting: dict[str, tuple[str, str, str, float]] = {}
+        self._ledger_keys: _KeyPrefixes | None = None
+        # Answers are put from the event loop while a worker thread may be committing
+        # ("power"): the lock makes taking the waiting ones and adding one never overlap.
+        self._ledger_lock = threading.Lock()
+        # Other writes waiting for the next commit, in order (store calls only).
+        self._writes_waiting: list[tuple[str, tuple[Any, ...]]] = []
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
-        self.tasks_file = TasksWriter(self.tasks_path)
+        writer = TasksWriter if durability == "power" else _UnsyncedTasksWriter
+        self.tasks_file = writer(self.tasks_path)
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
@@ -75,7 +172,7 @@ class Store:
             self.db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
             except sqlite3.Error as e:
                 self.close()
                 raise self._open_error(e) from None
@@ -85,6 +182,9 @@ class Store:
             try:
                 self._create_or_upgrade(found)
                 self._next_request = self._reserved_until = int(self.get_meta("next_request_no", 0))
+                self._ledger_keys = _KeyPrefixes(
+                    row[0] for row in self.db.execute("SELECT key FROM ledger")
+                )
                 self._repair_tasks_jsonl()
             except CheckpointError:
                 self.close()
@@ -207,7 +307,16 @@ class Store:
             by_id = {row[0]: self._task_from_row(row) for row in rows}
             yield from (by_id[i] for i in chunk)
 
+    @property
+    def waits_for_disk(self) -> bool:
+        """Whether a commit waits for the disk (fsync): then keep it off the event loop."""
+        return self.durability == "power"
+
     def close(self) -> None:
+        if (self._ledger_waiting or self._writes_waiting) and not self.read_only:
+            # Writes of a run that ends without another commit (a drained stop).
+            with contextlib.suppress(Exception):
+                self.flush()
         with contextlib.suppress(Exception):
             self.db.close()
         if self._lock_fd is not None:
@@ -262,11 +371,21 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        # Taken whole (one attribute swap) so that answers put meanwhile, from the event
+        # loop while this runs on a worker thread, wait for the next commit.
+        with self._ledger_lock:
+            waiting, self._ledger_waiting = self._ledger_waiting, {}
+        writes, self._writes_waiting = self._writes_waiting, []
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                if waiting:
+                    self._insert_ledger(waiting.values())
+                for sql, params in writes:
+                    self.db.execute(sql, params)
                 yield
                 self.db.execute("COMMIT")
+                waiting, writes = {}, []
             except BaseException:
                 # SQLITE_FULL and some I/O errors have already rolled back: a second ROLLBACK
                 # would raise "no transaction is active" and hide the cause.
@@ -276,9 +395,23 @@ class Store:
                 raise
         except sqlite3.Error as e:
             raise self._write_error("write the checkpoint", e) from None
+        finally:
+            if waiting:  # not committed: they go with the next commit
+                with self._ledger_lock:
+                    for key, row in waiting.items():
+                        self._ledger_waiting.setdefault(key, row)
+            if writes:
+                self._writes_waiting[:0] = writes
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
-        """A single write outside :meth:`_transaction`, with the same clear error."""
+        """A single write outside :meth:`_transaction`, with the same clear error.
+
+        With ledger answers waiting, it is a transaction that commits them first.
+        """
+        if (self._ledger_waiting or self._writes_waiting) and not self.db.in_transaction:
+            with self._transaction():
+                self.db.execute(sql, tuple(params))
+            return
         try:
             self.db.execute(sql, tuple(params))
         except sqlite3.Error as e:
@@ -319,7 +452,12 @@ class Store:
                 )
 
     def set_classification(self, task_id: str, is_classification: bool) -> None:
-        self._execute(
+        """Record a task's label with the next commit (the task's outcome at the latest).
+
+        Lost in a crash before that commit, it is asked for again on resume, from the
+        ledger when the answer made it there.
+        """
+        self._later(
             "UPDATE instructions SET is_classification = ? WHERE id = ?",
             (int(is_classification), task_id),
         )
@@ -380,19 +518,72 @@ class Store:
 
     def ledger_get(self, key: str) -> str | None:
         """A completion bought earlier for the request with this content hash."""
+        waiting = self._ledger_waiting.get(key)
+        if waiting is not None:
+            return waiting[2]
+        if not self.ledger_known(key):
+            return None
         row = self.db.execute("SELECT completion FROM ledger WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def ledger_known(self, key: str) -> bool:
+        """Whether the ledger may hold ``key``: False means :meth:`ledger_get` is None.
+
+        Reads no table (the keys were read when the store opened; a read-only store always
+        says True), so it is safe to call from the event loop while a worker thread commits.
+        """
+        if key in self._ledger_waiting:
+            return True
+        return self._ledger_keys is None or key in self._ledger_keys
+
     def ledger_put(self, key: str, stage: str, completion: str) -> None:
-        """Record a completion before anything processes it (durable on return)."""
-        self._execute(
+        """Record a completion now (durable on return), with any answers waiting."""
+        self.ledger_put_later(key, stage, completion)
+        self.flush_ledger()
+
+    def ledger_put_later(self, key: str, stage: str, completion: str) -> None:
+        """Record a completion with the store's next commit, whichever method makes it.
+
+        Every write of the store commits the answers waiting before its own change, in the
+        same transaction: a stage that commits what it made of an answer commits the
+        answer too. Touches no table, so it may be called from the event loop while a
+        worker thread commits. The first answer for a key is the one kept.
+        """
+        if self._ledger_keys is not None:
+            self._ledger_keys.add(key)  # "may hold" first: a rolled-back one costs a query
+        with self._ledger_lock:
+            if key not in self._ledger_waiting:
+                self._ledger_waiting[key] = (key, stage, completion, time.time())
+
+    def flush_ledger(self) -> None:
+        """Commit the ledger answers (and other writes) waiting for a commit, if any."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Commit every write waiting for a commit, if any."""
+        if self._ledger_waiting or self._writes_waiting:
+            with self._transaction():
+                pass
+
+    def _later(self, sql: str, params: tuple[Any, ...]) -> None:
+        """A write made with the next commit, before that commit's own changes."""
+        if self.read_only:
+            raise CheckpointError(f"{self.db_path}: opened read-only")
+        self._writes_waiting.append((sql, params))
+
+    def _insert_ledger(self, rows: Iterable[tuple[str, str, str, float]]) -> None:
+        self.db.executemany(
             "INSERT OR IGNORE INTO ledger (key, stage, completion, created) VALUES (?, ?, ?, ?)",
-            (key, stage, completion, time.time()),
+            list(rows),
         )
 
     def add_generation(self, request_no: int, items: list[str]) -> None:
-        """Parsed instructions of one generation request, kept until all are filtered."""
-        self._execute(
+        """Parsed instructions of one generation request, kept until all are filtered.
+
+        Written with the next commit, which the first decision on its candidates makes at
+        the latest; lost in a crash before it, nothing was decided from them yet.
+        """
+        self._later(
             "INSERT OR IGNORE INTO generations (request_no, items, processed) VALUES (?, ?, ?)",
             (request_no, json.dumps(items, ensure_ascii=False), int(not items)),
         )
@@ -401,6 +592,7 @@ class Store:
         self._execute("UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,))
 
     def unprocessed_generations(self) -> list[tuple[int, list[str]]]:
+        self.flush()
         rows = self.db.execute(
             "SELECT request_no, items FROM generations WHERE processed = 0 ORDER BY request_no"
         )
@@ -408,6 +600,7 @@ class Store:
 
     def is_decided(self, candidate_id: str) -> bool:
         """Whether a candidate already joined the pool or was rejected (resume de-duplication)."""
+        self.flush()
         row = self.db.execute(
             "SELECT 1 FROM instructions WHERE id = ? UNION ALL "
             "SELECT 1 FROM rejections WHERE task_id = ? AND level = 'instruction' LIMIT 1",
@@ -466,6 +659,7 @@ class Store:
         return [self._task_from_row(r) for r in rows]
 
     def pending_tasks(self) -> list[PendingTask]:
+        self.flush()
         rows = self.db.execute(
             "SELECT id, instruction, is_classification FROM instructions "
             "WHERE status = 'pending' ORDER BY seq"

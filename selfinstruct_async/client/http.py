@@ -40,6 +40,7 @@ from dataclasses import replace
 from types import TracebackType
 
 from .. import counters as names
+from ..answer_formats import constraint_fields
 from ..config import EndpointConfig
 from ..errors import (
     ConfigError,
@@ -247,6 +248,9 @@ class HTTPClient:
             key = id(endpoint)
             if key not in bodies:
                 payload = request_body(sent, endpoint.config.model, chat=endpoint.chat)
+                # The server's own field for constrained decoding, when the endpoint has one.
+                constrained = endpoint.config.constrained_decoding
+                payload |= constraint_fields(sent.answer_format, constrained)
                 bodies[key] = json.dumps(payload).encode()
             retrying = attempt > 1 or sent is not request
             sent_at = await endpoint.pacer.acquire(held.total, front=retrying)
@@ -448,6 +452,7 @@ class HTTPClient:
             completion_tokens=usage.completion_tokens,
             requests=1,
             cost_usd=request_cost(endpoint.config, usage),
+            cached_prompt_tokens=usage.cached_prompt_tokens,
         )
         return completion
 

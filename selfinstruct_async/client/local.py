@@ -21,7 +21,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,8 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from .. import counters as names
+from ..answer_formats import grammar_for
 from ..config import LocalConfig
 from ..errors import BackendCrashed, ConfigError, PromptRejected
 from .openai_format import generation_fields, parse_payload, prompt_fields
@@ -41,6 +44,14 @@ INSTALL_HINT = "pip install 'selfinstruct-async[local]' (or: make demo)"
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TextScore:
+    """The summed log probability of a text's tokens after a prefix, and how many there are."""
+
+    logprob: float
+    tokens: int
 
 
 def default_model_path() -> Path:
@@ -151,8 +162,46 @@ class LocalClient:
             # answer however the stages interleave, so runs and resumes reproduce.
             "seed": self._request_seed(request),
         }
+        if request.logprobs > 0:
+            options["logprobs"] = request.logprobs
+        grammar = self._grammar(request.answer_format)
+        if grammar:
+            options["grammar"] = grammar
         message: dict[str, Any] = {"op": "complete", "api": api, "options": options}
         return message | prompt_fields(request, chat=api == "chat")
+
+    def _grammar(self, answer_format: str) -> str:
+        """The GBNF text constraining ``answer_format``; empty when off or unknown."""
+        if not answer_format or not self.config.constrain_formats:
+            return ""
+        return grammar_for(answer_format)
+
+    async def score_texts(self, prefix: str, texts: Sequence[str]) -> list[TextScore]:
+        """How likely each of ``texts`` is right after ``prefix``, by the model's own tokens.
+
+        The prefix is evaluated once for all the texts; a following call with the same
+        prefix reuses it too. Scoring is deterministic and costs no generated tokens.
+        """
+        async with self._lock:
+            if self._process is None:
+                await self._start()
+            self._next_id += 1
+            message = {"op": "score", "id": self._next_id, "prefix": prefix, "texts": list(texts)}
+            result = await self._exchange(message, reply_id=self._next_id)
+        if result.get("kind") == "prompt":
+            raise PromptRejected(f"local model refused the prompt: {result['error']}")
+        if "error" in result:
+            raise BackendCrashed(f"the embedded model failed: {result['error']}")
+        scores = [
+            TextScore(float(s["logprob"]), int(s["tokens"])) for s in result["result"]["scores"]
+        ]
+        self.usage.record(
+            names.IDENTIFY_CLASSIFICATION,
+            prompt_tokens=sum(s.tokens for s in scores),
+            completion_tokens=0,
+            requests=1,
+        )
+        return scores
 
     async def _start(self) -> None:
         # A file, read only after a death: a pipe would need a reader or fill up and block.

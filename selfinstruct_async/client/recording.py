@@ -3,6 +3,11 @@
 Requests are keyed by a hash of their content (model, API, prompt, sampling parameters).
 A resumed run that asks the same question again (classification and instance prompts
 are deterministic per task) gets the stored answer instead of buying it twice.
+
+An answer goes into the ledger with the store's next commit (``Store.ledger_put_later``),
+in the same transaction as, or before, whatever a stage commits about it; a request never
+bought before is known without a query (``Store.ledger_known``). So a fresh request costs
+no store call of its own, and nothing processed is ever missing from the ledger.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from .. import counters as names
@@ -26,8 +31,20 @@ def request_key(request: CompletionRequest, namespace: str = "") -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields by name, one level deep (``asdict`` recurses and deep-copies)."""
+    return {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
+
+
+_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (Completion, Choice, Usage)}
+
+
 def dump_completion(completion: Completion) -> str:
-    return json.dumps(asdict(completion), ensure_ascii=False)
+    """The ledger's JSON of a completion: the same text as ``json.dumps(asdict(...))``."""
+    body = _fields(completion)
+    body["choices"] = [_fields(choice) for choice in completion.choices]
+    body["usage"] = _fields(completion.usage)
+    return json.dumps(body, ensure_ascii=False)
 
 
 def load_completion(text: str) -> Completion:
@@ -61,12 +78,13 @@ class LedgerClient:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         key = request_key(request, self.namespace)
-        stored = await self._db(self.store.ledger_get, key)
-        if stored is not None:
-            self._count(names.ledger_reused(request.stage))
-            return load_completion(stored)
+        if self.store.ledger_known(key):
+            stored = await self._db(self.store.ledger_get, key)
+            if stored is not None:
+                self._count(names.ledger_reused(request.stage))
+                return load_completion(stored)
         completion = await self.inner.complete(request)
-        await self._db(self.store.ledger_put, key, request.stage, dump_completion(completion))
+        self.store.ledger_put_later(key, request.stage, dump_completion(completion))
         return completion
 
     async def aclose(self) -> None:

@@ -2,9 +2,11 @@
 
 The HTTP client records every attempt here; the pipeline checkpoints :meth:`snapshot` and
 feeds it back through :meth:`restore` on resume, so a budget covers the whole run and not
-just the current process. Budgets are checked *before* a request is sent, counting what
-in-flight requests may still spend, so a run stops cleanly below its budget instead of
-overshooting it by a concurrency's worth of answers.
+just the current process. Cached prompt tokens (a part of ``prompt_tokens``) and what
+Batch API requests used (``batch_*``, a part of every other count) are counted apart, so
+``stats`` can price each at its own rate. Budgets are checked *before* a request is sent,
+counting what in-flight requests may still spend, so a run stops cleanly below its budget
+instead of overshooting it by a concurrency's worth of answers.
 """
 
 from __future__ import annotations
@@ -23,12 +25,20 @@ class StageUsage:
     """Counters of one stage (or of the whole run when summed)."""
 
     prompt_tokens: int = 0
+    # The part of prompt_tokens the provider served from its prompt cache.
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0  # successful completions
     retries: int = 0  # attempts after the first
     rate_limited: int = 0  # 429 answers
     failures: int = 0  # requests that ended in an error
     cost_usd: float = 0.0
+    # The part of requests / prompt / cached / completion tokens sent through a Batch API,
+    # billed at the batch rate; the rest was streamed.
+    batch_requests: int = 0
+    batch_prompt_tokens: int = 0
+    batch_cached_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -41,10 +51,14 @@ class StageUsage:
 
 #: The counter names of one stage's usage, in display order: the keys of every stage object
 #: in :meth:`UsageMeter.snapshot` (``{"version": 1, "stages": {stage: {field: value}}}``)
-#: and the fields of :class:`StageUsage`: ``prompt_tokens``, ``completion_tokens``,
+#: and the fields of :class:`StageUsage`: ``prompt_tokens``, ``cached_prompt_tokens`` (the
+#: part of the prompt served from the provider's cache), ``completion_tokens``,
 #: ``requests`` (successful completions), ``retries`` (attempts after the first),
-#: ``rate_limited`` (429 answers), ``failures`` (requests that ended in an error) and
-#: ``cost_usd`` (the only float). Readers of a snapshot (stats, report, /status) take the
+#: ``rate_limited`` (429 answers), ``failures`` (requests that ended in an error),
+#: ``cost_usd`` (the only float) and the Batch API's share of the counts
+#: (``batch_requests``, ``batch_prompt_tokens``, ``batch_cached_prompt_tokens``,
+#: ``batch_completion_tokens``). A snapshot written before a field existed restores with
+#: zero for it. Readers of a snapshot (stats, report, /status) take the
 #: names from here rather than spelling them again.
 USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StageUsage))
 
@@ -121,16 +135,30 @@ class UsageMeter:
         rate_limited: int = 0,
         failures: int = 0,
         cost_usd: float = 0.0,
+        cached_prompt_tokens: int = 0,
+        batch: bool = False,
     ) -> None:
-        """Add to the counters of ``stage``."""
+        """Add to the counters of ``stage``.
+
+        ``cached_prompt_tokens`` is the part of ``prompt_tokens`` served from the provider's
+        prompt cache (clamped to it); ``batch`` says the answer came through a Batch API, so
+        its requests and tokens are also added to the ``batch_*`` counters.
+        """
+        cached = max(0, min(cached_prompt_tokens, prompt_tokens))
         for usage in (self._stages.get(stage) or self._new_stage(stage), self._total):
             usage.prompt_tokens += prompt_tokens
+            usage.cached_prompt_tokens += cached
             usage.completion_tokens += completion_tokens
             usage.requests += requests
             usage.retries += retries
             usage.rate_limited += rate_limited
             usage.failures += failures
             usage.cost_usd += cost_usd
+            if batch:
+                usage.batch_requests += requests
+                usage.batch_prompt_tokens += prompt_tokens
+                usage.batch_cached_prompt_tokens += cached
+                usage.batch_completion_tokens += completion_tokens
 
     def _new_stage(self, stage: str) -> StageUsage:
         usage = self._stages[stage] = StageUsage()

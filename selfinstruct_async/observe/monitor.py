@@ -47,6 +47,11 @@ _USAGE_HELP = {
     "rate_limited": "429 answers.",
     "failures": "Requests that ended in an error.",
     "cost_usd": "Cost in USD.",
+    "cached_prompt_tokens": "Prompt tokens served from the provider's prompt cache.",
+    "batch_requests": "Completed requests sent through a Batch API.",
+    "batch_prompt_tokens": "Prompt tokens of Batch API requests.",
+    "batch_cached_prompt_tokens": "Cached prompt tokens of Batch API requests.",
+    "batch_completion_tokens": "Completion tokens of Batch API requests.",
 }
 
 
@@ -175,17 +180,51 @@ def stage_figures(
     }
 
 
+def _share(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def cost_figures(status: Mapping[str, Any]) -> dict[str, Any]:
+    """What the run spent (at its endpoints' prices, as the client recorded it) per 1,000
+    accepted tasks, in total and by stage. Rejected candidates are included: every request
+    is, and only accepted tasks divide. ``None`` before the first accepted task."""
+    stages = (status.get("usage") or {}).get("stages") or {}
+    accepted = int(status.get("accepted", 0) or 0)
+
+    def per_1000(usd: float) -> float | None:
+        return 1000 * usd / accepted if accepted else None
+
+    by_stage = {name: float(c.get("cost_usd", 0) or 0) for name, c in stages.items()}
+    total = sum(by_stage.values())
+    return {
+        "usd": total,
+        "per_1000_accepted": per_1000(total),
+        "by_stage_per_1000_accepted": {name: per_1000(usd) for name, usd in by_stage.items()},
+    }
+
+
 def _usage_figures(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Tokens, usage totals and usage by stage of a snapshot."""
+    """Tokens, usage totals, usage by stage and the cached share of a snapshot."""
     usage = usage_totals(status)
+    stages = dict((status.get("usage") or {}).get("stages") or {})
     return {
         "tokens": {
             "prompt": usage["prompt_tokens"],
+            "cached_prompt": usage["cached_prompt_tokens"],
             "completion": usage["completion_tokens"],
             "total": usage["prompt_tokens"] + usage["completion_tokens"],
         },
         "usage": usage,
-        "usage_by_stage": dict((status.get("usage") or {}).get("stages") or {}),
+        "usage_by_stage": stages,
+        # Of each stage's prompt tokens, the share the provider served from its cache.
+        "cached_share_by_stage": {
+            name: _share(
+                float(c.get("cached_prompt_tokens", 0) or 0),
+                float(c.get("prompt_tokens", 0) or 0),
+            )
+            for name, c in stages.items()
+        },
+        "cost": cost_figures(status),
     }
 
 
@@ -272,6 +311,32 @@ def metric_families(summary: Mapping[str, Any]) -> Iterator[Metric]:
             events.add_metric([name], float(value))
     yield events
     yield from _usage_metrics(summary["usage_by_stage"])
+    yield from _cost_metrics(summary)
+
+
+def _cost_metrics(summary: Mapping[str, Any]) -> Iterator[Metric]:
+    shares = GaugeMetricFamily(
+        "selfinstruct_cached_prompt_share",
+        "Share of prompt tokens served from the provider's prompt cache, by stage.",
+        labels=["stage"],
+    )
+    for stage, share in sorted(summary["cached_share_by_stage"].items()):
+        if share is not None:
+            shares.add_metric([stage], share)
+    yield shares
+    cost = summary["cost"]
+    per_stage = GaugeMetricFamily(
+        "selfinstruct_cost_per_1000_accepted_usd",
+        "USD spent per 1,000 accepted tasks, rejected candidates included, by stage and "
+        'in total (stage="total").',
+        labels=["stage"],
+    )
+    for stage, value in sorted(cost["by_stage_per_1000_accepted"].items()):
+        if value is not None:
+            per_stage.add_metric([stage], value)
+    if cost["per_1000_accepted"] is not None:
+        per_stage.add_metric(["total"], cost["per_1000_accepted"])
+    yield per_stage
 
 
 def _progress_metrics(summary: Mapping[str, Any]) -> Iterator[Metric]:

@@ -8,7 +8,7 @@ and values are a documented interface: change them only on purpose).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .prices import PriceTable
@@ -131,7 +131,9 @@ class UsageRow:
 
     ``throttled`` is the usage meter's ``rate_limited``; ``recorded_cost_usd`` is the cost
     the run itself recorded (None when it recorded none); ``cost_usd`` is computed from
-    the price table (None without prices).
+    the price table (None without prices). ``cached_prompt_tokens`` is the part of
+    ``prompt_tokens`` the provider served from its prompt cache; the ``batch_*`` counts
+    are the part of the others sent through a Batch API (priced at the batch rate).
     """
 
     prompt_tokens: Number = 0
@@ -142,10 +144,25 @@ class UsageRow:
     throttled: Number = 0
     recorded_cost_usd: Number | None = None
     cost_usd: float | None = None
+    cached_prompt_tokens: Number = 0
+    batch_requests: Number = 0
+    batch_prompt_tokens: Number = 0
+    batch_cached_prompt_tokens: Number = 0
+    batch_completion_tokens: Number = 0
 
     @property
     def total_tokens(self) -> Number:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cached_share(self) -> float | None:
+        """Cached prompt tokens over prompt tokens (None before any prompt token)."""
+        return ratio(self.cached_prompt_tokens, self.prompt_tokens)
+
+    @property
+    def best_cost_usd(self) -> float | None:
+        """The priced cost, or else the cost the run recorded."""
+        return self.cost_usd if self.cost_usd is not None else self.recorded_cost_usd
 
     def plus(self, other: UsageRow) -> UsageRow:
         """The sum of two rows; a cost either row lacks counts as nothing."""
@@ -153,25 +170,29 @@ class UsageRow:
         def add(a: Number | None, b: Number | None) -> Number | None:
             return b if a is None else a if b is None else a + b
 
+        summed: dict[str, Any] = {
+            name: getattr(self, name) + getattr(other, name) for name in _COUNT_FIELDS
+        }
         return UsageRow(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.requests + other.requests,
-            self.retries + other.retries,
-            self.failures + other.failures,
-            self.throttled + other.throttled,
-            add(self.recorded_cost_usd, other.recorded_cost_usd),
-            add(self.cost_usd, other.cost_usd),
+            **summed,
+            recorded_cost_usd=add(self.recorded_cost_usd, other.recorded_cost_usd),
+            cost_usd=add(self.cost_usd, other.cost_usd),
         )
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "cached_share": self.cached_share,
             "completion_tokens": self.completion_tokens,
             "requests": self.requests,
             "retries": self.retries,
             "failures": self.failures,
             "throttled": self.throttled,
+            "batch_requests": self.batch_requests,
+            "batch_prompt_tokens": self.batch_prompt_tokens,
+            "batch_cached_prompt_tokens": self.batch_cached_prompt_tokens,
+            "batch_completion_tokens": self.batch_completion_tokens,
         }
         if self.recorded_cost_usd is not None:
             row["recorded_cost_usd"] = self.recorded_cost_usd
@@ -179,6 +200,12 @@ class UsageRow:
         if self.cost_usd is not None:
             row["cost_usd"] = self.cost_usd
         return row
+
+
+# The counts of a UsageRow (every field but the two costs), summed by UsageRow.plus.
+_COUNT_FIELDS = tuple(
+    f.name for f in fields(UsageRow) if f.name not in ("recorded_cost_usd", "cost_usd")
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +216,7 @@ class PerAcceptedInstruction:
     completion_tokens: float | None
     total_tokens: float | None
     cost_usd: float | None  # also None without prices
+    cached_prompt_tokens: float | None = None  # the part of prompt_tokens served cached
 
 
 @dataclass(frozen=True)
@@ -223,6 +251,7 @@ class UsageReport:
             ratio(total.completion_tokens, n),
             ratio(total.total_tokens, n),
             ratio(total.cost_usd or 0, n) if self.priced else None,
+            ratio(total.cached_prompt_tokens, n),
         )
 
     def per_accepted_instruction_by_stage(self) -> dict[str, float | None]:
@@ -236,7 +265,7 @@ class UsageReport:
         per: dict[str, Any] = {}
         if total is not None:
             figures = asdict(self.per_accepted_instruction)
-            keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+            keys = ("prompt_tokens", "cached_prompt_tokens", "completion_tokens", "total_tokens")
             per = {key: figures[key] for key in (*keys, "cost_usd") if key in keys or self.priced}
         return {
             "available": self.available,
@@ -244,6 +273,81 @@ class UsageReport:
             "total": {} if total is None else total.to_json(),
             "per_accepted_instruction": per,
             "per_accepted_instruction_by_stage": self.per_accepted_instruction_by_stage(),
+        }
+
+
+@dataclass(frozen=True)
+class FilterCost:
+    """What the candidates one filter rejected had cost (see :class:`CostReport`)."""
+
+    level: str
+    name: str
+    rejected: int
+    cost_usd: float
+    per_1000_accepted: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rejected": self.rejected,
+            "cost_usd": self.cost_usd,
+            "per_1000_accepted": self.per_1000_accepted,
+        }
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Cost per 1,000 accepted tasks, by stage and by the filter whose rejects it paid for.
+
+    Every request is in the total, rejected candidates and answers that produced nothing
+    included, so ``per_1000_accepted`` is what a dataset of 1,000 tasks costs. What a
+    rejected candidate cost is allocated as an average per candidate: each instruction
+    candidate costs its stage's cost over the candidates it produced (``unit_costs``), each
+    instance likewise, and a task rejected as a whole costs one instruction candidate plus
+    one classification answer (its instances are counted with the instance filters that
+    rejected them). ``basis`` is ``"priced"`` (the price table) or ``"recorded"`` (what the
+    run recorded at its endpoints' prices).
+    """
+
+    accepted_tasks: int
+    basis: str
+    total_usd: float
+    per_1000_accepted: float | None
+    by_stage: tuple[tuple[str, float], ...]
+    rejected: tuple[FilterCost, ...]
+    unit_costs: dict[str, float | None]
+    tokens_per_accepted: dict[str, float | None]
+
+    @property
+    def rejected_usd(self) -> float:
+        """What every rejected candidate cost together."""
+        return sum(f.cost_usd for f in self.rejected)
+
+    def per_1000(self, usd: float) -> float | None:
+        """``usd`` per 1,000 accepted tasks."""
+        value = ratio(usd, self.accepted_tasks)
+        return None if value is None else 1000 * value
+
+    def to_json(self) -> dict[str, Any]:
+        by_level: dict[str, dict[str, Any]] = {}
+        for f in self.rejected:
+            by_level.setdefault(f.level, {})[f.name] = f.to_json()
+        return {
+            "accepted_tasks": self.accepted_tasks,
+            "basis": self.basis,
+            "total_usd": self.total_usd,
+            "per_1000_accepted": self.per_1000_accepted,
+            "by_stage": {
+                name: {"cost_usd": usd, "per_1000_accepted": self.per_1000(usd)}
+                for name, usd in self.by_stage
+            },
+            "rejected": {
+                "cost_usd": self.rejected_usd,
+                "per_1000_accepted": self.per_1000(self.rejected_usd),
+                "by_filter": by_level,
+            },
+            "unit_costs": dict(self.unit_costs),
+            "tokens_per_accepted": dict(self.tokens_per_accepted),
+            "allocation": "average per candidate",
         }
 
 
@@ -268,6 +372,8 @@ class RunStats:
     prices: PriceTable | None
     checkpoint_tasks: TaskCounts | None  # None: no checkpoint.sqlite
     notes: tuple[str, ...] = field(default=())
+    # None when the run recorded no usage; see CostReport.
+    cost: CostReport | None = None
 
     def with_notes(self, *notes: str) -> RunStats:
         """The same figures with more notes after the ones already there."""
@@ -287,4 +393,5 @@ class RunStats:
             "requests": {r.stage: r.to_json() for r in self.requests},
             "usage": self.usage.to_json(),
             "prices": None if self.prices is None else self.prices.as_dict(),
+            "cost": None if self.cost is None else self.cost.to_json(),
         }

@@ -24,10 +24,12 @@ from ..checkpoint.run_files import CHECKPOINT
 from ..checkpoint.tasks_file import TasksReader
 from ..client.usage import USAGE_FIELDS
 from ..records import Task
-from .prices import PriceTable, load_prices, prices_from_run
+from .cost import cost_report
+from .prices import Price, PriceTable, load_prices, prices_from_run, run_models
 from .run_stats import (
     Acceptance,
     ClassificationAnswers,
+    CostReport,
     DatasetStats,
     FilterRejections,
     RequestStats,
@@ -140,6 +142,22 @@ def _stage_order(stages: Iterable[str]) -> list[str]:
     return [s for s in known if s in found] + sorted(found - set(known))
 
 
+def row_cost(price: Price, row: UsageRow) -> float:
+    """USD of a usage row: streamed requests at ``price``, Batch API ones at its batch rate."""
+    batch = price.cost(
+        row.batch_prompt_tokens,
+        row.batch_completion_tokens,
+        row.batch_cached_prompt_tokens,
+        batch=True,
+    )
+    streamed = price.cost(
+        max(0, row.prompt_tokens - row.batch_prompt_tokens),
+        max(0, row.completion_tokens - row.batch_completion_tokens),
+        max(0, row.cached_prompt_tokens - row.batch_cached_prompt_tokens),
+    )
+    return streamed + batch
+
+
 def usage_report(raw_usage: Any, prices: PriceTable | None, accepted: int) -> UsageReport:
     """Usage by stage in pipeline order, each priced at its stage's price when known."""
     stages = usage_stages(raw_usage)
@@ -147,10 +165,34 @@ def usage_report(raw_usage: Any, prices: PriceTable | None, accepted: int) -> Us
     for name in _stage_order(stages):
         row = stages[name]
         if prices is not None:
-            price = prices.for_stage(name)
-            row = replace(row, cost_usd=price.cost(row.prompt_tokens, row.completion_tokens))
+            row = replace(row, cost_usd=row_cost(prices.for_stage(name), row))
         rows.append((name, row))
     return UsageReport(tuple(rows), accepted, priced=prices is not None)
+
+
+def status_cost(raw_usage: Any, accepted: int, prices: PriceTable | None) -> dict[str, Any]:
+    """What ``selfinstruct status`` shows of the spend: cost per 1,000 accepted tasks (priced
+    when ``prices`` are given, else as the run recorded it) and the cached share by stage."""
+    usage = usage_report(raw_usage, prices, accepted)
+    total = usage.total or UsageRow()
+
+    def per_1000(usd: float | None) -> float | None:
+        return None if usd is None or not accepted else 1000 * usd / accepted
+
+    return {
+        "basis": "priced" if prices is not None else "recorded",
+        "cost_usd": total.best_cost_usd,
+        "per_1000_accepted": per_1000(total.best_cost_usd),
+        "cached_share": total.cached_share,
+        "stages": {
+            name: {
+                "per_1000_accepted": per_1000(row.best_cost_usd),
+                "cached_share": row.cached_share,
+                "batch_requests": row.batch_requests,
+            }
+            for name, row in usage.stages
+        },
+    }
 
 
 # ---------------------------------------------------------------- acceptance and requests
@@ -246,22 +288,25 @@ def compute_stats(
         reader = TasksReader.in_run(run_dir)
         tasks = table1(reader)
         notes.extend(reader.notes("tasks.jsonl"))
-    if prices is None:
-        prices = prices_from_run(run_dir)
+    # A price file's [models.NAME] tables are picked by the models the run used.
+    prices = prices_from_run(run_dir) if prices is None else prices.for_models(run_models(run_dir))
     checkpoint = _read_checkpoint(run_dir)
     if checkpoint.tasks is None:
         notes.append("no checkpoint.sqlite: acceptance and usage are unknown")
     if prices is None:
         notes.append("no prices (give --prices FILE or endpoint prices in the run config)")
+    acceptance = acceptance_of(checkpoint.counters, checkpoint.rejections)
+    usage = usage_report(checkpoint.raw_usage, prices, tasks.instructions)
     return RunStats(
         run_dir=str(run_dir),
         dataset=tasks.summary(),
-        acceptance=acceptance_of(checkpoint.counters, checkpoint.rejections),
+        acceptance=acceptance,
         requests=requests_of(checkpoint.counters),
-        usage=usage_report(checkpoint.raw_usage, prices, tasks.instructions),
+        usage=usage,
         prices=prices,
         checkpoint_tasks=checkpoint.tasks,
         notes=tuple(notes),
+        cost=cost_report(usage, acceptance, tasks.instructions),
     )
 
 
@@ -339,22 +384,46 @@ def _request_lines(requests: tuple[RequestStats, ...]) -> list[str]:
 def _usage_lines(usage: UsageReport) -> list[str]:
     if usage.total is None:
         return ["", "usage: not recorded in the checkpoint"]
-    header = f"  {'stage':26s}{'prompt':>14s}{'completion':>14s}{'requests':>10s}"
-    header += f"{'retries':>9s}{'throttled':>10s}{'cost':>14s}"
-    lines = ["", "tokens and cost by stage", header]
+    header = f"  {'stage':26s}{'prompt':>14s}{'cached':>8s}{'completion':>14s}{'requests':>10s}"
+    header += f"{'batch':>8s}{'retries':>9s}{'throttled':>10s}{'cost':>14s}"
+    lines = ["", "tokens and cost by stage (cached: share of prompt tokens)", header]
     for stage, u in [*usage.stages, ("total", usage.total)]:
         lines.append(
-            f"  {stage:26s}{fmt_number(u.prompt_tokens):>14s}"
+            f"  {stage:26s}{fmt_number(u.prompt_tokens):>14s}{fmt_share(u.cached_share):>8s}"
             f"{fmt_number(u.completion_tokens):>14s}{fmt_number(u.requests):>10s}"
+            f"{fmt_number(u.batch_requests):>8s}"
             f"{fmt_number(u.retries):>9s}{fmt_number(u.throttled):>10s}"
             f"{fmt_money(u.cost_usd):>14s}"
         )
     per = usage.per_accepted_instruction
     lines.append(
         f"  per accepted instruction: {fmt_number(per.total_tokens)} tokens "
-        f"({fmt_number(per.prompt_tokens)} prompt, "
-        f"{fmt_number(per.completion_tokens)} completion), {fmt_money(per.cost_usd)}"
+        f"({fmt_number(per.prompt_tokens)} prompt of which {fmt_number(per.cached_prompt_tokens)} "
+        f"cached, {fmt_number(per.completion_tokens)} completion), {fmt_money(per.cost_usd)}"
     )
+    return lines
+
+
+def _cost_lines(cost: CostReport | None) -> list[str]:
+    if cost is None:
+        return []
+    basis = "priced" if cost.basis == "priced" else "as recorded by the run"
+    lines = [
+        "",
+        f"cost per 1,000 accepted tasks ({basis}; rejected candidates included): "
+        f"{fmt_money(cost.per_1000_accepted)}",
+    ]
+    for stage, usd in cost.by_stage:
+        lines.append(f"  {stage:38s}{fmt_money(cost.per_1000(usd)):>14s}")
+    lines.append(
+        f"  {'paid for rejected candidates':38s}{fmt_money(cost.per_1000(cost.rejected_usd)):>14s}"
+        "  (average per candidate)"
+    )
+    for f in sorted(cost.rejected, key=lambda f: -f.cost_usd):
+        lines.append(
+            f"    {f.level + ' / ' + f.name:36s}{fmt_money(f.per_1000_accepted):>14s}"
+            f"{fmt_number(f.rejected):>12s} rejected"
+        )
     return lines
 
 
@@ -364,11 +433,13 @@ def render_text(stats: RunStats) -> str:
     lines += _acceptance_lines(stats.acceptance)
     lines += _request_lines(stats.requests)
     lines += _usage_lines(stats.usage)
+    lines += _cost_lines(stats.cost)
     if stats.prices is not None:
-        p = stats.prices
+        p = stats.prices.default
         lines.append(
-            f"  prices from {p.source}: ${p.default.prompt:g} / "
-            f"${p.default.completion:g} per 1M prompt / completion tokens"
+            f"  prices from {stats.prices.source}: ${p.prompt:g} / ${p.cached:g} / "
+            f"${p.completion:g} per 1M prompt / cached prompt / completion tokens, "
+            f"batch x{p.batch_multiplier:g}"
         )
     lines += [f"note: {note}" for note in stats.notes]
     return "\n".join(lines)
@@ -399,6 +470,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--prices",
         type=Path,
         metavar="FILE",
-        help="TOML price table, USD per 1M tokens (default: the run's endpoint prices)",
+        help="TOML price table, USD per 1M tokens; [models.NAME] tables are picked by the "
+        "run's model (default: the run's endpoint prices)",
     )
     p.set_defaults(func=_run)

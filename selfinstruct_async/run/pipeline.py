@@ -7,6 +7,11 @@ There is no barrier between rounds: each stage works on whatever has arrived, an
 later generation prompts sample from tasks accepted moments ago. Tasks that were
 pending when a previous run stopped re-enter at classification.
 
+In batch mode (``run.mode = "batch"``) every request waits for its batch, so the stages
+get as many workers as a round may hold (``runner.batch_workers``), and generation
+answers that earlier sessions bought but never processed are replayed first
+(:mod:`.batch_replay`).
+
 A task whose classification or instance request failed is not decided: it waits in
 that stage's retry queue for ``run.retry_failed_after`` seconds and re-enters the
 stage's input stream (and, if the run stops first, it is still pending on resume).
@@ -26,6 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import counters as names
+from ..client.protocol import CompletionRequest
 from ..records import Candidate, Instance, PendingTask
 from ..stages import (
     filter_instances,
@@ -35,6 +41,7 @@ from ..stages import (
     identify_classification,
 )
 from ..stages.generate_instructions import candidates_of
+from .batch_replay import Claim, count_replays, replay_generations
 from .context import RunContext
 from .retry_queue import RetryQueue
 
@@ -48,6 +55,10 @@ class Resumed:
 
     pending: Sequence[PendingTask] = ()
     generations: Sequence[tuple[int, list[str]]] = ()
+    # Batch mode: generation requests earlier sessions bought and no stage took, and how
+    # to record that one was taken.
+    replay: Sequence[CompletionRequest] = ()
+    claim: Claim | None = None
 
     def candidates(self) -> list[Candidate]:
         return [
@@ -119,6 +130,8 @@ class Pipeline:
         labelled_tx, labelled_rx = self.labelled
         generated_tx, generated_rx = self.generated
         retry_classification, retry_instances = self.retry_classification, self.retry_instances
+        replay = self.resumed.replay if self.resumed.claim is not None else ()
+        count_replays(ctx, replay)
         async with anyio.create_task_group() as tg:
             # The original ends close once every worker holds a clone, so each stream ends
             # when the last worker sending into it does.
@@ -133,6 +146,10 @@ class Pipeline:
                 for _ in range(ctx.config.generation.workers):
                     tg.start_soon(generate_instructions, ctx, candidates_tx.clone())
                 tg.start_soon(_feed, self.resumed.candidates(), candidates_tx.clone())
+                if replay and self.resumed.claim is not None:
+                    tg.start_soon(
+                        replay_generations, ctx, replay, self.resumed.claim, candidates_tx.clone()
+                    )
                 tg.start_soon(filter_instructions, ctx, candidates_rx, pending_tx.clone())
                 tg.start_soon(_feed, self.resumed.pending, pending_tx.clone())
                 tg.start_soon(retry_classification.feed, pending_tx.clone())

@@ -34,8 +34,10 @@ import pluggy
 from anyio.abc import TaskGroup
 
 from .. import counters as names
+from ..checkpoint import batches_table
 from ..checkpoint.run_files import CONFIG, SUMMARY
-from ..checkpoint.store import Store
+from ..checkpoint.store import Durability, Store
+from ..client.batch import BatchClient
 from ..client.protocol import LLMClient
 from ..client.recording import LedgerClient
 from ..client.usage import UsageMeter
@@ -115,6 +117,24 @@ def _ledger_namespace(config: Config) -> str:
     return "|".join(f"{e.model}@{e.api}" for e in config.endpoints)
 
 
+def batch_workers(config: Config) -> Config:
+    """``config`` with the stages' workers a batch-mode round needs, else unchanged.
+
+    In batch mode a request waits for its whole batch, so a round's worth must be able to
+    wait at once: ``batch.round_size`` generation prompts, ``batch.stage_requests``
+    classification and instance requests (the classifier's calibration included).
+    """
+    if config.run.mode != "batch":
+        return config
+    size = config.batch.stage_requests
+    return replace(
+        config,
+        generation=replace(config.generation, workers=config.batch.round_size),
+        classification=replace(config.classification, workers=size),
+        instances=replace(config.instances, workers=size),
+    )
+
+
 def seeds_path(config: Config) -> Path:
     return resolve_seeds(config.run.seeds)
 
@@ -130,6 +150,16 @@ def build_client(config: Config, usage: UsageMeter | None = None) -> LLMClient:
     """The HTTP client for the configured endpoints, or the embedded model when there are none."""
     usage = usage if usage is not None else UsageMeter()
     endpoints = tuple(e for e in config.endpoints if e.base_url)
+    if config.run.mode == "batch":
+        from ..client.batch import build_batch_client
+
+        if config.run.max_tokens_budget is not None or config.run.max_cost_budget is not None:
+            usage.set_budget(
+                max_tokens=config.run.max_tokens_budget, max_cost=config.run.max_cost_budget
+            )
+        return build_batch_client(
+            endpoints, config.batch, usage, namespace=_ledger_namespace(config)
+        )
     if not endpoints:
         from ..client.local import LocalClient
 
@@ -148,8 +178,8 @@ def build_client(config: Config, usage: UsageMeter | None = None) -> LLMClient:
 
 
 @asynccontextmanager
-async def _open_store(run_dir: Path) -> AsyncIterator[Store]:
-    store = await anyio.to_thread.run_sync(Store, run_dir)
+async def _open_store(run_dir: Path, durability: Durability = "power") -> AsyncIterator[Store]:
+    store = await anyio.to_thread.run_sync(partial(Store, run_dir, durability=durability))
     try:
         yield store
     finally:
@@ -274,6 +304,7 @@ async def open_context(
     ``endpoints`` is the client that reaches the model; the stages get it wrapped in the
     request ledger, which records every answer before anyone processes it.
     """
+    config = batch_workers(config)
     saved = await _read_back(config, store, usage)
     seeds = inputs.seeds
     generation = config.generation
@@ -297,7 +328,23 @@ async def open_context(
     count_to = getattr(endpoints, "count_to", None)
     if count_to is not None:
         count_to(counters.count)  # the HTTP client's context-length shrinks, for instance
-    db = StoreCalls(counters)
+    db = StoreCalls(counters, inline=not store.waits_for_disk)
+    resumed = saved.resumed
+    if isinstance(endpoints, BatchClient):
+        # Before the first stage asks: requests of earlier sessions wait on their batches.
+        await endpoints.recover(store, db, counters)
+        replay = endpoints.unclaimed(names.GENERATE_INSTRUCTIONS)
+        resumed = replace(resumed, replay=replay, claim=endpoints.claim)
+        if replay:
+            log.info("batch mode: replaying %d generation answers of earlier sessions", len(replay))
+    else:
+        still_open = await db(batches_table.open_batches, store.db)
+        if still_open:
+            log.warning(
+                "%d batches of an earlier batch-mode session are still open at the provider; "
+                "their answers are collected only by a run with --mode batch",
+                len(still_open),
+            )
     run = config.run
     ctx = RunContext(
         config=config,
@@ -320,7 +367,7 @@ async def open_context(
         usage=usage,
         started=time.time(),
     )
-    return ctx, saved.resumed
+    return ctx, resumed
 
 
 async def _serve(ctx: RunContext, resumed: Resumed, beside: Beside, stopped_by: list[str]) -> None:
@@ -342,6 +389,9 @@ async def _serve(ctx: RunContext, resumed: Resumed, beside: Beside, stopped_by: 
             from ..observe.progress import show_progress
 
             tg.start_soon(partial(show_progress, status))
+        batch = getattr(ctx.client, "inner", None)
+        if isinstance(batch, BatchClient):
+            await tg.start(batch.serve)
         await pipeline.run()
         tg.cancel_scope.cancel()
 
@@ -399,7 +449,7 @@ async def _run_session(
 ) -> RunSummary:
     """One session on the run directory, from recording it to writing ``summary.json``."""
     run_dir = Path(config.run.out)
-    async with _open_store(run_dir) as store:
+    async with _open_store(run_dir, config.run.durability) as store:
         await anyio.to_thread.run_sync(begin_session, store, config, inputs.seeds_file)
         await anyio.to_thread.run_sync(_write_json_atomic, run_dir / CONFIG, public_config(config))
         counters_before = await anyio.to_thread.run_sync(store.counters)

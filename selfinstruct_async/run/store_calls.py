@@ -1,4 +1,10 @@
-"""Store calls on a worker thread, one at a time: disk waits never stall the event loop."""
+"""Store calls one at a time, on a worker thread when commits wait for the disk.
+
+With ``run.durability = "power"`` every commit waits for an fsync, so calls run on a worker
+thread and disk waits never stall the event loop. With ``"process"`` a commit is a write
+to SQLite's WAL in the page cache (tens of microseconds), less than the hop to a thread
+and back costs: calls run on the event loop's own thread (``inline``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .counter_buffer import CounterBuffer, TakenCounters
@@ -14,19 +21,29 @@ R = TypeVar("R")
 
 
 class StoreCalls:
-    """Runs store methods off the loop, serialised (SQLite has one writer anyway)."""
+    """Runs store methods serialised (SQLite has one writer anyway), off the loop or on it."""
 
-    def __init__(self, counters: CounterBuffer) -> None:
+    def __init__(self, counters: CounterBuffer, *, inline: bool = False) -> None:
         self._counters = counters
         self._limiter = anyio.CapacityLimiter(1)
+        self.inline = inline
 
     async def __call__(self, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(*args)`` on a worker thread.
+        """``fn(*args)``, on a worker thread unless ``inline``.
 
         Counters taken for the call go back to the buffer when it does not commit
         (cancelled while waiting for its turn, or rolled back), so the final flush keeps them.
         """
         try:
+            if self.inline:
+                result = fn(*args)
+                # A turn for the other tasks, as the hop to a thread gave them, so that a
+                # stage deciding many candidates in a row does not hold up the answers
+                # waiting to be read. Shielded: a cancellation is not delivered here but
+                # at the caller's next await, so the call and what the caller does next
+                # with its result (count what it stored) are never split.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return result
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         except BaseException:
             for arg in args:

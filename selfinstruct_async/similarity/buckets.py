@@ -119,6 +119,13 @@ class TokenBuckets:
         block: _Block, rows: list[int], least: int
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         used = block.used
-        bounds = block.words[rows, : -(-used // _LANES)].sum(axis=0).view(np.uint8)[:used]
+        words = block.words
+        width = -(-used // _LANES)
+        # Row by row into one accumulator: a fancy-indexed gather would first copy every
+        # query row (|Q| times the accumulator's size) and then sum the copy, 3x the time.
+        total = words[rows[0], :width].copy()
+        for row in rows[1:]:
+            np.add(total, words[row, :width], out=total)
+        bounds = total.view(np.uint8)[:used]
         items = (bounds >= least).nonzero()[0]
         return items, bounds[items]

@@ -39,7 +39,35 @@ def _parser() -> argparse.ArgumentParser:
     _add_limit_options(p)
     _add_fault_options(p)
     _add_answer_options(p)
+    _add_batch_options(p)
     return p
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    """The Batch API (simulator.batch_api): how long batches take, expiry, failures, limits."""
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds from creating a batch to its completion",
+    )
+    p.add_argument(
+        "--batch-window",
+        type=float,
+        default=86_400.0,
+        metavar="S",
+        help="seconds after which an unfinished batch expires with partial results",
+    )
+    p.add_argument(
+        "--batch-error-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of batch lines answered with a 500 in the error file",
+    )
+    p.add_argument("--batch-max-requests", type=int, default=50_000, metavar="N")
+    p.add_argument("--batch-max-file-bytes", type=int, default=200 << 20, metavar="N")
 
 
 def _add_limit_options(p: argparse.ArgumentParser) -> None:
@@ -130,6 +158,18 @@ def _add_answer_options(p: argparse.ArgumentParser) -> None:
         help="answer 400 when prompt tokens + max_tokens exceed this (default: no limit)",
     )
     p.add_argument(
+        "--no-prompt-cache",
+        action="store_true",
+        help="report no cached prompt tokens (default: OpenAI's automatic prefix caching)",
+    )
+    p.add_argument(
+        "--prompt-cache-ttl",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds a cached prompt prefix lives after its last use",
+    )
+    p.add_argument(
         "--context-wording",
         choices=CONTEXT_WORDINGS,
         default="openai",
@@ -171,6 +211,13 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         model=args.model,
         api_key=api_key,
         responder=echo_respond if args.responder == "echo" else None,
+        prompt_cache=not args.no_prompt_cache,
+        prompt_cache_ttl=args.prompt_cache_ttl,
+        batch_seconds=args.batch_seconds,
+        batch_window=args.batch_window,
+        batch_error_rate=args.batch_error_rate,
+        batch_max_requests=args.batch_max_requests,
+        batch_max_file_bytes=args.batch_max_file_bytes,
     )
 
 

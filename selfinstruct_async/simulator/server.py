@@ -28,6 +28,10 @@ The hostile provider's other habits are switches rather than probabilities:
 ``faults`` by name, and clients that went away in the middle of a streamed body in
 ``disconnects``.
 
+Answers report the cached part of their prompt as OpenAI does
+(``usage.prompt_tokens_details.cached_tokens``, :mod:`.prompt_cache`) unless
+``prompt_cache`` is off.
+
 Answer texts come from a ``responder``; the default is
 :func:`selfinstruct_async.simulator.responder.respond`, which knows our prompts.
 
@@ -59,6 +63,7 @@ from .faults import (
     useless_text,
 )
 from .limits import ProviderLimits
+from .prompt_cache import PromptCache, prompt_token_ids
 from .settings import (
     ANSWER_MODES,
     FAULTS,
@@ -233,6 +238,12 @@ def _answer(state: State, call: Call, fault: str | None, headers: dict[str, str]
         state.outage_triggered = True
         state.start_outage(settings.outage_seconds)
     total = call.prompt_tokens + completion_tokens
+    cached = 0
+    # Shorter prompts are never cached: spare them a second tokenization.
+    if state.prompt_cache is not None and call.prompt_tokens >= state.prompt_cache.min_prefix:
+        tokens = prompt_token_ids(call.prompt, call.system, chat=call.chat)
+        cached = min(call.prompt_tokens, state.prompt_cache.lookup_and_store(tokens, state.now()))
+        stats.cached_prompt_tokens += cached
     payload = {
         "id": f"cmpl-sim-{state.counter}",
         "object": "chat.completion" if call.chat else "text_completion",
@@ -243,6 +254,7 @@ def _answer(state: State, call: Call, fault: str | None, headers: dict[str, str]
             "prompt_tokens": call.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": total,
+            "prompt_tokens_details": {"cached_tokens": cached},
         },
     }
     return json_reply(state, 200, payload, headers)
@@ -307,6 +319,11 @@ def make_app(settings: SimulatorSettings) -> web.Application:
             closing=asyncio.Event(),
             streaming=asyncio.Event(),
             disconnected=asyncio.Event(),
+            prompt_cache=PromptCache(
+                ttl=settings.prompt_cache_ttl, max_entries=settings.prompt_cache_entries
+            )
+            if settings.prompt_cache
+            else None,
         )
         if settings.outage_after == 0:
             state.outage_triggered = True
@@ -324,6 +341,9 @@ def make_app(settings: SimulatorSettings) -> web.Application:
     app.router.add_get("/_simulator/stats", _stats)
     app.router.add_get("/_simulator/outage", _outage)
     app.router.add_post("/_simulator/outage", _outage)
+    from .batch_api import add_batch_routes  # here: batch_api answers with this module
+
+    add_batch_routes(app)
     return app
 
 

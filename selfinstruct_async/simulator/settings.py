@@ -75,6 +75,18 @@ class SimulatorSettings:
     context_limit: int | None = None  # tokens; prompt + max_tokens above it: a 400
     context_wording: ContextWording = "openai"  # the 400's body: "vllm", "llama.cpp"
     responder: Responder | None = None  # None: simulator.responder.respond
+    # OpenAI's automatic prompt caching (simulator.prompt_cache): answers report the cached
+    # part of the prompt in usage.prompt_tokens_details.cached_tokens.
+    prompt_cache: bool = True
+    prompt_cache_ttl: float = 600.0  # seconds a prefix is remembered after its last use
+    prompt_cache_entries: int = 100_000  # prefix hashes kept at most (memory bound)
+    # The Batch API (simulator.batch_api): seconds from creation to completion, seconds
+    # before an unfinished batch expires, share of lines failed with a 500, and the limits.
+    batch_seconds: float = 2.0
+    batch_window: float = 86_400.0
+    batch_error_rate: float = 0.0
+    batch_max_requests: int = 50_000
+    batch_max_file_bytes: int = 200 << 20
 
     def __post_init__(self) -> None:
         faults = [p for _, p in fault_probabilities(self)]
@@ -96,8 +108,22 @@ class SimulatorSettings:
             raise ValueError(f"outage_after must be >= 0, got {self.outage_after}")
         if self.context_limit is not None and self.context_limit < 1:
             raise ValueError(f"context_limit must be >= 1, got {self.context_limit}")
+        if not (math.isfinite(self.prompt_cache_ttl) and self.prompt_cache_ttl > 0):
+            raise ValueError(f"prompt_cache_ttl must be > 0 seconds, got {self.prompt_cache_ttl}")
+        if self.prompt_cache_entries < 1:
+            raise ValueError(
+                f"prompt_cache_entries must be >= 1, got {self.prompt_cache_entries}"
+            )
         if self.context_wording not in CONTEXT_WORDINGS:
             raise ValueError(f"context_wording must be one of {', '.join(CONTEXT_WORDINGS)}")
+        if not (math.isfinite(self.batch_seconds) and self.batch_seconds >= 0):
+            raise ValueError(f"batch_seconds must be finite and >= 0, got {self.batch_seconds}")
+        if not self.batch_window > 0:
+            raise ValueError(f"batch_window must be > 0 seconds, got {self.batch_window}")
+        if not 0 <= self.batch_error_rate <= 1:
+            raise ValueError(f"batch_error_rate must be in [0, 1], got {self.batch_error_rate}")
+        if self.batch_max_requests < 1 or self.batch_max_file_bytes < 1:
+            raise ValueError("batch_max_requests and batch_max_file_bytes must be >= 1")
 
 
 def _faults(settings: SimulatorSettings) -> list[tuple[str, float]]:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .limits import ProviderLimits
+from .prompt_cache import PromptCache
 from .settings import Responder, SimulatorSettings
 
 
@@ -34,6 +35,7 @@ class SimulatorStats:
     inflight: int = 0
     max_inflight: int = 0
     disconnects: int = 0  # clients gone while a huge body was being sent
+    cached_prompt_tokens: int = 0  # the part of prompt_tokens the prompt cache served
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class SimulatorStats:
             "completion_tokens": self.completion_tokens,
             "max_inflight": self.max_inflight,
             "disconnects": self.disconnects,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
         }
 
 
@@ -64,6 +67,7 @@ class State:
     counter: int = 0
     outage_until: float | None = None  # loop time; inf until ended by hand
     outage_triggered: bool = False  # the timed outage (``outage_after``) has begun
+    prompt_cache: PromptCache | None = None  # None: settings.prompt_cache is off
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()

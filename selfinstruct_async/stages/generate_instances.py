@@ -9,10 +9,12 @@ instance filters, and the answer counts as useless for the run's guard.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import counters as names
+from ..answer_formats import INPUT_FIRST, OUTPUT_FIRST, usable_format
 from ..paper_parsers import parse_instances_paper
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt
@@ -48,7 +50,12 @@ async def generate_instances(
                 cfg.max_instances,
                 stops=cfg.stops,
             )
-            result = await ctx.complete(prompt.request(STAGE, cfg))
+            answer_format = usable_format(
+                OUTPUT_FIRST if is_classification else INPUT_FIRST, ctx.templates
+            )
+            result = await ctx.complete(
+                replace(prompt.request(STAGE, cfg), answer_format=answer_format)
+            )
             if isinstance(result, RequestFailed):
                 if result.permanent:
                     await ctx.reject_task(task, REQUEST_REFUSED, result.reason())

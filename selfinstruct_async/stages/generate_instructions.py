@@ -7,10 +7,12 @@ instruction in it counts as useless for the run's guard.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import counters as names
+from ..answer_formats import NUMBERED_LIST, usable_format
 from ..paper_parsers import parse_instructions_paper
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
@@ -47,7 +49,9 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.pool.start_generation()
             items: list[str] = []
             try:
-                result = await ctx.complete(prompt.request(STAGE, cfg))
+                request = prompt.request(STAGE, cfg)
+                answer_format = usable_format(NUMBERED_LIST, ctx.templates)
+                result = await ctx.complete(replace(request, answer_format=answer_format))
                 if not isinstance(result, RequestFailed):
                     if cfg.parser == "paper":
                         items = parse_instructions_paper(
