@@ -24,6 +24,7 @@ from selfinstruct_async.classification_scoring import (
 from selfinstruct_async.client.local import TextScore
 from selfinstruct_async.client.protocol import Choice, Completion, CompletionRequest, LLMClient
 from selfinstruct_async.config import Config, load_config
+from selfinstruct_async.outputs.stats import compute_stats, render_text
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES as T
 from selfinstruct_async.run.runner import build_client, run
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
@@ -131,6 +132,10 @@ async def test_likelihood_scores_label_tasks_and_calibrate_once_per_model(
     assert summary["method"] == "likelihood" and summary["model"].startswith("model-a.gguf")
     assert summary["balanced_accuracy"] == 1.0
     assert summary["yes_share"] == pytest.approx(sum(SEED_LABELS.values()) / len(SEED_LABELS))
+    # `selfinstruct stats` shows the same classifier, in text and in JSON.
+    stats = compute_stats(out)
+    assert stats.to_json()["classifier"] == summary
+    assert "balanced accuracy 1.000" in render_text(stats)
 
     # Resumed with the same model: the checkpoint's calibration is used, no seed rescored.
     resumed = TextScoringModel(build_client(config), model_file)

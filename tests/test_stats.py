@@ -373,8 +373,8 @@ def test_json_output_is_the_typed_stats_to_json(
     typed = stats.compute_stats(run[0])
     assert printed == json.dumps(typed.to_json(), indent=2, sort_keys=True) + "\n"
     data = json.loads(printed)
-    keys = ["acceptance", "checkpoint", "cost", "dataset", "notes", "prices", "requests"]
-    assert sorted(data) == [*keys, "run_dir", "usage"]
+    keys = ["acceptance", "checkpoint", "classifier", "cost", "dataset", "notes", "prices"]
+    assert sorted(data) == [*keys, "requests", "run_dir", "usage"]
     counts = {"pending": 0, "accepted": 30, "rejected": 0}
     assert data["checkpoint"] == {"available": True, "tasks": counts}
     # The documented shape, key by key (``decided`` is new with issue 13; nothing removed).

@@ -8,6 +8,7 @@ and values are a documented interface: change them only on purpose).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -374,6 +375,9 @@ class RunStats:
     notes: tuple[str, ...] = field(default=())
     # None when the run recorded no usage; see CostReport.
     cost: CostReport | None = None
+    # How stage 2 labels the seed tasks for the run's model (classification_scoring);
+    # None when there is no checkpoint.
+    classifier: Mapping[str, Any] | None = None
 
     def with_notes(self, *notes: str) -> RunStats:
         """The same figures with more notes after the ones already there."""
@@ -394,4 +398,5 @@ class RunStats:
             "usage": self.usage.to_json(),
             "prices": None if self.prices is None else self.prices.as_dict(),
             "cost": None if self.cost is None else self.cost.to_json(),
+            "classifier": None if self.classifier is None else dict(self.classifier),
         }

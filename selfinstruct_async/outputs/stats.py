@@ -22,6 +22,7 @@ from typing import Any
 from .. import counters as names
 from ..checkpoint.run_files import CHECKPOINT
 from ..checkpoint.tasks_file import TasksReader
+from ..classification_scoring import classifier_lines, classifier_summary
 from ..client.usage import USAGE_FIELDS
 from ..records import Task
 from .cost import cost_report
@@ -307,6 +308,7 @@ def compute_stats(
         checkpoint_tasks=checkpoint.tasks,
         notes=tuple(notes),
         cost=cost_report(usage, acceptance, tasks.instructions),
+        classifier=None if checkpoint.tasks is None else classifier_summary(run_dir),
     )
 
 
@@ -434,6 +436,8 @@ def render_text(stats: RunStats) -> str:
     lines += _request_lines(stats.requests)
     lines += _usage_lines(stats.usage)
     lines += _cost_lines(stats.cost)
+    if stats.classifier is not None:
+        lines += classifier_lines(dict(stats.classifier))
     if stats.prices is not None:
         p = stats.prices.default
         lines.append(
