@@ -64,7 +64,7 @@ async def measure(config: Any, prompts: int, tasks: int) -> dict[str, Any]:
         build_instruction_prompt,
         select_classification_demonstrations,
     )
-    from selfinstruct_async.run.runner import build_client
+    from selfinstruct_async.run.backends import build_client
     from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 
     seeds = load_seed_tasks(DEFAULT_SEEDS)

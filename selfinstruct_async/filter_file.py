@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,8 @@ from .checkpoint.run_files import refuse_run_file, refuse_same_file
 from .config import PRESETS, Config, load_config
 from .errors import FilterInputError, UnknownFilterError
 from .filters import FilterChain
-from .outputs.export import new_file_mode
+from .outputs.atomic_files import replacing
+from .outputs.dedup import instruction_field
 from .plugins import Plugins, make_plugin_manager
 from .seeds import load_seed_tasks, resolve_seeds
 
@@ -175,16 +175,10 @@ def _instruction(path: str, number: int, text: str) -> str:
         raise FilterInputError(
             path, number, f"invalid JSON at column {error.colno}: {error.msg}"
         ) from None
-    if not isinstance(obj, dict):
-        raise FilterInputError(path, number, f"expected a JSON object, got {type(obj).__name__}")
-    if "instruction" not in obj:
-        raise FilterInputError(path, number, "field 'instruction': missing")
-    value = obj["instruction"]
-    if not isinstance(value, str):
-        raise FilterInputError(
-            path, number, f"field 'instruction': expected a string, got {type(value).__name__}"
-        )
-    return value
+    try:
+        return instruction_field(obj)
+    except ValueError as error:
+        raise FilterInputError(path, number, str(error)) from None
 
 
 def read_instructions(path: str | os.PathLike[str], fmt: str = "auto") -> tuple[Format, list[Line]]:
@@ -283,19 +277,9 @@ async def judge(
 
 def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[LineVerdict]) -> None:
     """One JSON line per verdict, to a temporary file beside ``path`` renamed over it."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            for verdict in verdicts:
-                out.write(json.dumps(verdict.to_json(), ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as out:
+        for verdict in verdicts:
+            out.write(json.dumps(verdict.to_json(), ensure_ascii=False) + "\n")
 
 
 def filter_file(

@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .config import build
+from .config_build import build
 from .errors import ConfigError, PluginError
 from .filters import FilterChain, InstanceFilter, InstructionFilter, OnError
 from .hookspecs import PROJECT_NAME

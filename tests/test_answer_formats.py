@@ -3,9 +3,13 @@ server reads, and never forced on prompts whose labels a plugin renamed."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from selfinstruct_async.answer_formats import (
     ANSWER_FORMATS,
@@ -17,8 +21,12 @@ from selfinstruct_async.answer_formats import (
     grammar_for,
     usable_format,
 )
+from selfinstruct_async.client.http import build_http_client
+from selfinstruct_async.client.protocol import CompletionRequest
+from selfinstruct_async.client.usage import UsageMeter
 from selfinstruct_async.config import load_config
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES
+from tests.fixtures.loopback import serving_completions
 
 
 def test_every_stage_format_has_a_grammar_llama_cpp_compiles() -> None:
@@ -50,3 +58,37 @@ def test_renamed_labels_turn_the_grammar_off() -> None:
 def test_the_paper_preset_turns_the_local_grammar_off() -> None:
     assert load_config().local.constrain_formats is True
     assert load_config(preset="paper").local.constrain_formats is False
+
+
+@asynccontextmanager
+async def body_recorder(bodies: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """A completions endpoint on loopback that keeps every request body it gets."""
+
+    async def handle(request: web.Request) -> web.Response:
+        bodies.append(await request.json())
+        choice = {"index": 0, "text": " Yes", "finish_reason": "stop"}
+        return web.json_response({"choices": [choice], "model": "m"})
+
+    async with serving_completions(handle) as url:
+        yield url
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("constrained", "field"), [("vllm", "guided_grammar"), ("llama.cpp", "grammar"), ("off", None)]
+)
+async def test_the_grammar_goes_over_the_wire_in_the_servers_own_field(
+    constrained: str, field: str | None
+) -> None:
+    bodies: list[dict[str, Any]] = []
+    async with body_recorder(bodies) as url:
+        endpoint = {"base_url": url, "model": "m", "constrained_decoding": constrained}
+        config = load_config(overrides={"endpoint": endpoint})
+        async with build_http_client(config.endpoints, UsageMeter()) as client:
+            request = CompletionRequest("s", "Is it a classification task?", 3)
+            await client.complete(replace(request, answer_format=YES_NO))
+            await client.complete(request)  # free text: no grammar
+    fields = {"grammar", "guided_grammar"}
+    assert [sorted(fields & set(b)) for b in bodies] == [[field] if field else [], []]
+    if field:
+        assert bodies[0][field] == grammar_for(YES_NO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ import pytest
 from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint import batches_table as table
 from selfinstruct_async.checkpoint.store import Store
-from selfinstruct_async.cli import make_parser
+from selfinstruct_async.cli import main, make_parser
 from selfinstruct_async.client.batch import BatchClient
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.prompts import build_instruction_prompt
+from selfinstruct_async.run.backends import batch_workers, build_client
 from selfinstruct_async.run.batch_replay import demonstrations_in
-from selfinstruct_async.run.runner import batch_workers, build_client, run
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.batch_api import BATCH
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator
@@ -191,3 +193,23 @@ async def test_a_streaming_resume_warns_of_batches_still_open(
     with caplog.at_level(logging.WARNING, logger="selfinstruct_async"):
         await run(config)
     assert "1 batches of an earlier batch-mode session are still open" in caplog.text
+
+
+def test_status_lists_the_batches_a_resume_will_wait_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    rows = [(f"k{i}", "generate_instructions", "{}", "{}", 1) for i in range(3)]
+    with Store(out) as store:
+        table.record_batch(store.db, "left-000001", 1, "/v1/completions", rows, 10)
+        table.record_batch(store.db, "left-000002", 2, "/v1/completions", rows[:1], 10)
+        table.set_uploaded(store.db, "left-000002", "file-9")
+        table.set_submitted(store.db, "left-000002", "batch_77", "in_progress")
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "open batches: 2 (4 requests)" in text
+    assert "left-000001  (not created)  prepared  3 requests" in text
+    assert "left-000002  batch_77  in_progress  1 requests" in text
+    assert main(["status", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [b["batch_id"] for b in report["open_batches"]] == [None, "batch_77"]

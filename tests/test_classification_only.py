@@ -9,7 +9,8 @@ import pytest
 from selfinstruct_async.client.protocol import Completion, CompletionRequest, LLMClient
 from selfinstruct_async.config import load_config
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES, build_instruction_prompt
-from selfinstruct_async.run.runner import build_client, run
+from selfinstruct_async.run.backends import build_client
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.simulator.responder import respond
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator

@@ -26,8 +26,7 @@ from selfinstruct_async.classification_scoring import (
     save_calibration,
     stored_calibration,
 )
-from selfinstruct_async.client.local import TextScore
-from selfinstruct_async.client.protocol import Choice, Completion
+from selfinstruct_async.client.protocol import Choice, Completion, TextScore
 from selfinstruct_async.records import Instance, SeedTask
 
 

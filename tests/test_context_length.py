@@ -46,6 +46,7 @@ from selfinstruct_async.stages.generate_instances import STAGE as INSTANCES
 from selfinstruct_async.stages.generate_instructions import STAGE as GENERATE
 from selfinstruct_async.testing import ManualClock
 from tests.fixtures.clock import on_virtual_time
+from tests.fixtures.loopback import serving_completions
 from tests.fixtures.simulator import MakeSimulator
 
 OPENAI_CHAT = (
@@ -468,17 +469,8 @@ async def provider_refusing(refused: list[str], how_many: int) -> AsyncIterator[
         choice = {"index": 0, "text": text, "finish_reason": finish}
         return web.json_response({"choices": [choice], "model": "scripted"})
 
-    app = web.Application()
-    app.router.add_post("/v1/completions", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving_completions(handle) as url:
+        yield url
 
 
 @pytest.mark.anyio

@@ -13,8 +13,9 @@ import pytest
 
 from selfinstruct_async import counters as names
 from selfinstruct_async.checkpoint.store import Store
+from selfinstruct_async.run.backends import build_client
 from selfinstruct_async.run.counter_buffer import CounterBuffer, TakenCounters
-from selfinstruct_async.run.runner import build_client, run
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.run.store_calls import StoreCalls
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator

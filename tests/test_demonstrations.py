@@ -21,7 +21,8 @@ from selfinstruct_async.errors import ConfigError, SeedFileError
 from selfinstruct_async.parsing import parse_instances
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES, build_instance_prompt
 from selfinstruct_async.records import Instance, SeedTask
-from selfinstruct_async.run.runner import build_client, run
+from selfinstruct_async.run.backends import build_client
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.seeds import DEFAULT_SEEDS, builtin_seed_path, load_seed_tasks
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator

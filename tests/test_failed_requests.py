@@ -39,6 +39,7 @@ from selfinstruct_async.simulator.server import SimulatorHandle
 from selfinstruct_async.stages.generate_instances import STAGE as INSTANCES
 from selfinstruct_async.stages.generate_instructions import STAGE as GENERATE
 from selfinstruct_async.stages.identify_classification import STAGE as CLASSIFY
+from tests.fixtures.loopback import serving_completions
 from tests.fixtures.simulator import MakeSimulator
 
 pytestmark = pytest.mark.anyio
@@ -111,17 +112,8 @@ class ScriptedProvider:
 @asynccontextmanager
 async def serving(provider: ScriptedProvider) -> AsyncIterator[str]:
     """Serve ``provider`` on a free loopback port; yield its base URL."""
-    app = web.Application()
-    app.router.add_post("/v1/completions", provider.handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving_completions(provider.handle) as url:
+        yield url
 
 
 def one_attempt_config(base_url: str, out: Path, target: int, **run_fields: Any) -> Config:

@@ -293,3 +293,42 @@ async def test_llama_cpp_server_takes_the_grammar_and_returns_answer_logprobs(
     assert constrained.text.strip() in ("Yes", "No")
     assert scored.choices[0].top_logprobs and len(scored.choices[0].top_logprobs[0]) >= 2
     assert answer_score(scored) is not None
+
+
+@pytest.mark.anyio
+async def test_echoed_prompt_logprobs_over_http_score_as_the_embedded_model_or_are_refused(
+    llama_server: str,
+) -> None:
+    from selfinstruct_async.client.local import LocalClient
+    from selfinstruct_async.client.prompt_scoring import (
+        CompletionScorer,
+        MisalignedPromptLogprobs,
+    )
+    from selfinstruct_async.config import LocalConfig
+
+    prefix = "Below is a numbered list of classification tasks.\n1. Classify the tweet.\n2."
+    texts = [" Decide whether the review is positive.\n", " Write a poem about rain.\n"]
+    config = load_config(overrides={"endpoint": {"base_url": llama_server, "model": "smollm2"}})
+    async with build_http_client(config.endpoints, UsageMeter()) as http:
+        scorer = CompletionScorer(http.complete, workers=1)
+        try:
+            await scorer.check_alignment()
+        except MisalignedPromptLogprobs:
+            # llama-cpp-python 0.3.x: each prompt token gets the next position's logprob.
+            # Confirm it is that, not our offsets: the echoed texts score far below the
+            # embedded model's figures for the same GGUF.
+            aligned = False
+        else:
+            aligned = True
+        over_http = await scorer.score_texts(prefix, texts)
+    local = LocalClient(LocalConfig(), UsageMeter())
+    try:
+        embedded = await local.score_texts(prefix, texts)
+    finally:
+        await local.aclose()
+    assert [s.tokens for s in over_http] == [s.tokens for s in embedded]
+    for a, b in zip(over_http, embedded, strict=True):
+        if aligned:  # the same GGUF both ways: the same probabilities, up to rounding
+            assert a.logprob == pytest.approx(b.logprob, abs=0.05 * b.tokens)
+        else:
+            assert a.logprob < b.logprob - 2.0 * b.tokens

@@ -217,10 +217,59 @@ def test_new_request_options_at_their_defaults_keep_the_ledger_key_of_older_chec
     old_style = json.dumps(
         [
             "ns",
-            {k: v for k, v in asdict(REQUEST).items() if k not in ("logprobs", "answer_format")},
+            {
+                k: v
+                for k, v in asdict(REQUEST).items()
+                if k not in ("logprobs", "answer_format", "echo")
+            },
         ],
         sort_keys=True,
         ensure_ascii=False,
     )
     assert request_key(REQUEST, "ns") == hashlib.sha256(old_style.encode()).hexdigest()
     assert request_key(replace(REQUEST, logprobs=5), "ns") != request_key(REQUEST, "ns")
+    assert request_key(replace(REQUEST, echo=True), "ns") != request_key(REQUEST, "ns")
+
+
+def test_an_answer_format_is_part_of_the_key_only_where_the_backend_applies_it() -> None:
+    formatted = replace(REQUEST, answer_format="yes_no")
+    assert request_key(formatted, "ns") != request_key(REQUEST, "ns")
+    # A backend without grammars answers the same question: checkpoints written before
+    # requests named formats keep their answers.
+    assert request_key(formatted, "ns", answer_formats=False) == request_key(REQUEST, "ns")
+
+
+def test_echo_goes_out_on_completions_only() -> None:
+    echoed = replace(REQUEST, echo=True, logprobs=1)
+    assert request_body(echoed, "m", chat=False)["echo"] is True
+    assert "echo" not in request_body(echoed, "m", chat=True)
+    assert "echo" not in request_body(REQUEST, "m", chat=False)
+
+
+def test_echoed_prompt_logprobs_are_read_with_their_text_offsets() -> None:
+    logprobs = {
+        "tokens": ["List", ":", " apple", "\n"],
+        "token_logprobs": [None, -0.5, -2.25, -0.125],
+        "text_offset": [0, 4, 5, 11],
+        "top_logprobs": [None, {":": -0.5}, {" apple": -2.25}, {"\n": -0.125}],
+    }
+    choice = {"text": "List: apple\n", "logprobs": logprobs}
+    parsed = parse_payload({"choices": [choice]}, chat=False)
+    assert isinstance(parsed, Completion)
+    assert parsed.choices[0].token_logprobs == ((0, None), (4, -0.5), (5, -2.25), (11, -0.125))
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        {"token_logprobs": [-1.0, -2.0], "text_offset": [0]},  # lengths differ
+        {"token_logprobs": [-1.0, "x"], "text_offset": [0, 1]},
+        {"token_logprobs": [-1.0], "text_offset": [True]},
+        {"token_logprobs": [-1.0]},
+        None,
+    ],
+)
+def test_prompt_logprobs_that_do_not_add_up_are_left_out(logprobs: Any) -> None:
+    parsed = parse_payload({"choices": [{"text": "x", "logprobs": logprobs}]}, chat=False)
+    assert isinstance(parsed, Completion)
+    assert parsed.choices[0].token_logprobs == ()

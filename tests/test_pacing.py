@@ -11,7 +11,8 @@ from typing import TypeVar
 import anyio
 import pytest
 
-from selfinstruct_async.client.pacing import Pacer, TokenBucket
+from selfinstruct_async.client.pacing import Pacer
+from selfinstruct_async.client.rate_limit import TokenBucket
 from selfinstruct_async.errors import RequestTooLarge
 from selfinstruct_async.testing import ManualClock
 from tests.fixtures.clock import on_virtual_time

@@ -19,7 +19,8 @@ from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.client.protocol import Completion, CompletionRequest, LLMClient
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.errors import ConfigError, SeedFileError
-from selfinstruct_async.run.runner import build_client, run
+from selfinstruct_async.run.backends import build_client
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator

@@ -19,8 +19,9 @@ import aiohttp
 import anyio
 import pytest
 
-from selfinstruct_async.client.pacing import Pacer, SliceLock
+from selfinstruct_async.client.pacing import Pacer
 from selfinstruct_async.client.retry import parse_duration
+from selfinstruct_async.client.slice_lock import SliceLock
 from selfinstruct_async.simulator.__main__ import _parser, settings_from_args
 from selfinstruct_async.simulator.limits import ProviderLimits
 from selfinstruct_async.simulator.settings import SimulatorSettings

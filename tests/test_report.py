@@ -207,6 +207,8 @@ def test_html_is_self_contained_and_shows_the_numbers(
     share = stats["acceptance"]["instruction"]["filters"]["rouge_similarity"]["rejected_share"]
     assert "rejected by rouge_similarity" in page and f"<td>{100 * share:.1f}%</td>" in page
     assert "$3.0000" in page  # total cost at the run's endpoint prices
+    # The usage table shows the prompt cache's share and the Batch API requests, by stage.
+    assert "<th>cached</th>" in page and "<th>batch</th>" in page
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert sorted(base64.b64decode(i) for i in images) == sorted(
         (out / n).read_bytes() for n in ("similarity.png", "lengths.png", "verbs.png")

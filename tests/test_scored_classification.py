@@ -21,12 +21,19 @@ from selfinstruct_async.classification_scoring import (
     META_KEY,
     classifier_summary,
 )
-from selfinstruct_async.client.local import TextScore
-from selfinstruct_async.client.protocol import Choice, Completion, CompletionRequest, LLMClient
+from selfinstruct_async.client.prompt_scoring import ALIGNMENT_PROBE
+from selfinstruct_async.client.protocol import (
+    Choice,
+    Completion,
+    CompletionRequest,
+    LLMClient,
+    TextScore,
+)
 from selfinstruct_async.config import Config, load_config
 from selfinstruct_async.outputs.stats import compute_stats, render_text
 from selfinstruct_async.prompts import DEFAULT_TEMPLATES as T
-from selfinstruct_async.run.runner import build_client, run
+from selfinstruct_async.run.backends import build_client
+from selfinstruct_async.run.runner import run
 from selfinstruct_async.seeds import DEFAULT_SEEDS, load_seed_tasks
 from selfinstruct_async.simulator.server import SimulatorHandle
 from tests.fixtures.simulator import MakeSimulator
@@ -209,3 +216,85 @@ async def test_scored_requests_ask_for_one_token_with_top_logprobs(
     await run(config, client=Recording(build_client(config), tmp_path / "none", logprobs=True))
     assert seen and all(r.max_tokens == 1 and r.logprobs == 7 for r in seen)
     assert all(replace(r, logprobs=0).answer_format == "" for r in seen)
+
+
+@dataclass
+class EchoingModel(ScoringModel):
+    """A completions endpoint that echoes the prompt with its tokens' logprobs (``echo``).
+
+    The text after a likelihood prefix ("N.") gets a higher logprob after the list of its
+    own kind; everything else, the prefix included, gets logprobs that would swamp the
+    score if the scorer read them.
+    """
+
+    echoes: int = 0
+    counting_logprob: float = -0.1  # per token of the alignment probe's continuation
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        if not request.echo:
+            return await ScoringModel.complete(self, request)
+        self.echoes += 1
+        prompt = request.prompt
+        probe, _ = ALIGNMENT_PROBE
+        if prompt.startswith(probe):
+            aligned = ((0, None), (len(probe), self.counting_logprob))
+            return Completion((Choice(prompt, "length", token_logprobs=aligned),), model="fake")
+        head, _, last = prompt.rstrip("\n").rpartition("\n")
+        start = len(head) + 1 + last.index(".") + 1
+        instruction = prompt[start:].strip()
+        yes_list = prompt.startswith(LIKELIHOOD_HEADERS[0])
+        value = -4.0 if truth(instruction) != yes_list else -2.0
+        self.scored.append(instruction)
+        tokens = ((0, None), (1, -50.0 if yes_list else -0.1), (start, value), (len(prompt), -9.0))
+        return Completion((Choice(prompt + " x", "length", token_logprobs=tokens),), model="fake")
+
+
+async def test_a_completions_endpoint_scores_by_the_prompt_logprobs_it_echoes(
+    provider: SimulatorHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = make_config(provider, out, target=6, scoring="likelihood")
+    model = EchoingModel(build_client(config), tmp_path / "none")
+    await run(config, client=model)
+    done = tasks(out)
+    assert len(done) == 6
+    assert [t["is_classification"] for t in done] == [truth(t["instruction"]) for t in done]
+    assert set(SEED_LABELS) <= set(model.scored)
+    summary = classifier_summary(out)
+    assert summary["method"] == "likelihood"
+    assert summary["balanced_accuracy"] == 1.0
+    with Store(out, read_only=True) as store:
+        counters = store.counters()
+    # Every scoring request went through the run's request path and was counted once.
+    assert counters[names.requests(names.IDENTIFY_CLASSIFICATION)] == model.echoes
+
+    # Resumed: the calibration is read back, and no seed is scored again.
+    again = EchoingModel(build_client(config), tmp_path / "none")
+    await run(make_config(provider, out, target=8, scoring="likelihood"), client=again)
+    assert len(tasks(out)) == 8
+    assert not set(SEED_LABELS) & set(again.scored)
+
+
+async def test_an_endpoint_that_ignores_echo_has_its_answers_scored_instead(
+    provider: SimulatorHandle, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = make_config(provider, out, target=4, scoring="likelihood")
+    model = ScoringModel(build_client(config), tmp_path / "none", logprobs=True)
+    await run(config, client=model)
+    done = tasks(out)
+    assert [t["is_classification"] for t in done] == [truth(t["instruction"]) for t in done]
+    assert classifier_summary(out)["method"] == "answer"
+
+
+async def test_echoed_logprobs_that_do_not_score_their_own_tokens_are_not_used(
+    provider: SimulatorHandle, tmp_path: Path
+) -> None:
+    # llama-cpp-python's server gives each prompt token the next position's probability.
+    out = tmp_path / "run"
+    config = make_config(provider, out, target=4, scoring="likelihood")
+    model = EchoingModel(build_client(config), tmp_path / "none", logprobs=True)
+    model.counting_logprob = -11.0
+    await run(config, client=model)
+    assert model.echoes == 1  # the alignment probe, then answer scoring
+    assert classifier_summary(out)["method"] == "answer"

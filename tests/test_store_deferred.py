@@ -260,3 +260,35 @@ async def test_inline_store_calls_give_back_counters_of_a_failed_commit(tmp_path
         await calls(store.add_counters, counters.take())
         assert store.counters() == {"requests.generate_instructions": 1}
     await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.anyio
+async def test_an_answer_from_the_ledger_says_it_was_replayed_and_the_flag_is_never_stored(
+    tmp_path: Path,
+) -> None:
+    from selfinstruct_async.client.protocol import Choice, Completion, CompletionRequest
+    from selfinstruct_async.client.recording import LedgerClient
+
+    bought: list[CompletionRequest] = []
+
+    class Model:
+        async def complete(self, request: CompletionRequest) -> Completion:
+            bought.append(request)
+            return Completion((Choice("maybe", "stop"),), model="m")
+
+        async def aclose(self) -> None:
+            pass
+
+    async def db(call: Any, *args: Any) -> Any:
+        return call(*args)
+
+    request = CompletionRequest("identify_classification", "Is it?", 3)
+    with Store(tmp_path) as store:
+        ledger = LedgerClient(Model(), store, db, lambda name: None, "m@completions")
+        first = await ledger.complete(request)
+        store.flush()
+        again = await ledger.complete(request)
+        stored = store.db.execute("SELECT completion FROM ledger").fetchone()[0]
+    assert len(bought) == 1 and not first.replayed
+    assert again.replayed and again.text == first.text
+    assert "replayed" not in stored

@@ -95,6 +95,19 @@ def test_a_usable_answer_ends_the_streak_and_stages_count_apart() -> None:
     assert guard.streak("generate_instructions") == 0
 
 
+def test_useless_answers_replayed_from_the_ledger_neither_extend_nor_reset_a_streak() -> None:
+    # A resume asks its pending tasks again: the first ask of each replays the useless
+    # answer the earlier session already judged. Many such tasks must not stop the run.
+    guard = AnswerGuard(max_streak=3, max_share=0.5, window=10)
+    guard.record("identify_classification", False, "maybe")
+    for _ in range(50):
+        guard.record("identify_classification", False, "maybe", replayed=True)
+    assert guard.streak("identify_classification") == 1
+    guard.record("identify_classification", False, "maybe")
+    with pytest.raises(UselessAnswers):
+        guard.record("identify_classification", False, "maybe")  # fresh answers still count
+
+
 def test_the_share_counts_only_once_the_window_is_full() -> None:
     guard = AnswerGuard(max_streak=1000, max_share=0.5, window=10)
     pattern = [False, False, True]  # two useless answers of every three, never many in a row

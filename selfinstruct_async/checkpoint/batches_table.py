@@ -270,7 +270,11 @@ def mark_claimed(db: sqlite3.Connection, keys: Sequence[str]) -> None:
 
 
 def open_batches(db: sqlite3.Connection) -> list[BatchRow]:
-    """Batches not collected yet, oldest first."""
+    """Batches not collected yet, oldest first; none in a checkpoint older than the table
+    (read-only readers such as ``selfinstruct status`` do not upgrade it)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batches'")
+    if found.fetchone() is None:
+        return []
     rows = db.execute(
         "SELECT local_id, seq, endpoint, state, file_id, batch_id, status, requests "
         "FROM batches WHERE state != 'collected' ORDER BY seq"

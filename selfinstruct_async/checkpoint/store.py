@@ -8,7 +8,10 @@ together each live in their own module:
 * :mod:`.schema`: the tables, the schema version, the in-place upgrade of older ones;
 * :mod:`.tasks_file`: the ``tasks.jsonl`` line format, appending, the repair on open;
 * :mod:`.sessions_table`: which ``selfinstruct run`` made which tasks (provenance);
-* :mod:`.run_files`: the names of a run directory's files.
+* :mod:`.run_files`: the names of a run directory's files;
+* :mod:`.opening`: the run directory's lock, the connection, clear open errors;
+* :mod:`.deferred_writes`: the writes waiting for the next commit, the ledger's keys;
+* :mod:`.task_rows`: the queries that read tasks and rejections back.
 
 One process at a time owns a run directory (an ``flock`` on ``RUN_DIR/.lock``); any
 number of read-only stores may read it meanwhile (``status``, ``stats``).
@@ -29,23 +32,20 @@ it holds them), labels it asks for again, responses whose request it makes again
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Final, Literal
-
-import numpy as np
+from typing import Any, Final, Literal, TypeVar
 
 from ..errors import CheckpointError
 from ..records import Instance, PendingTask, RejectionRecord, Task
-from . import schema, sessions_table
-from .run_files import CHECKPOINT, LOCK, TASKS
+from . import opening, schema, sessions_table, task_rows
+from .deferred_writes import DeferredWrites, KeyPrefixes
+from .run_files import CHECKPOINT, TASKS
 from .tasks_file import TasksWriter
 
 REQUEST_BLOCK = 64
@@ -55,77 +55,11 @@ Durability = Literal["process", "power"]
 #: to the WAL file without waiting for the disk. ``"power"``: also power loss and OS
 #: crashes; ``synchronous=FULL``, an fsync per commit.
 DURABILITY: Final[tuple[Durability, ...]] = ("process", "power")
-_SYNCHRONOUS: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
-# SQLite result codes that mean the disk (not the file) is the problem.
-_DISK_ERRORS = frozenset(
-    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY}
-)
+_T = TypeVar("_T")
 
 
 def _instances_json(instances: Iterable[Instance]) -> str:
     return json.dumps([asdict(i) for i in instances], ensure_ascii=False)
-
-
-class _KeyPrefixes:
-    """Which ledger keys (hex SHA-256) may be stored, in 8 bytes a key.
-
-    Keys read at open are a sorted array of their first 64 bits; keys added since are a
-    set of the same. A prefix shared by chance only costs a query, so "may hold" is
-    exact enough, and 200,000 requests take 1.6 MB instead of some 30 MB of strings.
-    """
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        prefixes = np.fromiter((_prefix(k) for k in keys), dtype=np.uint64)
-        self._sorted = np.unique(prefixes)
-        self._added: set[int] = set()
-
-    def add(self, key: str) -> None:
-        self._added.add(_prefix(key))
-
-    def __contains__(self, key: str) -> bool:
-        prefix = _prefix(key)
-        if prefix in self._added:
-            return True
-        at = int(np.searchsorted(self._sorted, np.uint64(prefix)))
-        return at < len(self._sorted) and int(self._sorted[at]) == prefix
-
-
-def _prefix(key: str) -> int:
-    try:
-        return int(key[:16], 16)
-    except ValueError:  # not a hex digest (a hand-made key): any fixed prefix will do
-        return int.from_bytes(key.encode("utf-8")[:8].ljust(8, b"\0"), "big")
-
-
-class _UnsyncedTasksWriter(TasksWriter):
-    """``tasks.jsonl`` appends that leave the flush to disk to the OS (``"process"``).
-
-    A killed process loses nothing it wrote; after a power loss the checkpoint, the source
-    of truth, repairs the file when the store next opens (``TasksWriter.reconcile``).
-    """
-
-    def _append_lines(self, lines: Iterable[str]) -> None:
-        data = "".join(line + "\n" for line in lines).encode("utf-8")
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                except OSError:
-                    # As TasksWriter: a partial line would be buried by the next append.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, size)
-                    raise
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise CheckpointError(
-                f"{self.path}: cannot append ({e.strerror or e}); the task is committed "
-                "in the checkpoint and is written here when the run resumes"
-            ) from None
 
 
 class Store:
@@ -134,149 +68,67 @@ class Store:
     def __init__(
         self, run_dir: Path, *, read_only: bool = False, durability: Durability = "power"
     ) -> None:
-        if durability not in _SYNCHRONOUS:
+        if durability not in DURABILITY:
             raise ValueError(f"durability must be 'process' or 'power', not {durability!r}")
         self.run_dir = run_dir
         self.read_only = read_only
         self.durability: Durability = durability
-        # Ledger answers waiting for the next commit, by key (see ledger_put_later), and
-        # the keys the ledger table may hold (read when a writable store opens): a request
-        # never bought before costs no SQL query.
-        self._ledger_waiting: dict[str, tuple[str, str, str, float]] = {}
-        self._ledger_keys: _KeyPrefixes | None = None
-        # Answers are put from the event loop while a worker thread may be committing
-        # ("power"): the lock makes taking the waiting ones and adding one never overlap.
-        self._ledger_lock = threading.Lock()
-        # Other writes waiting for the next commit, in order (store calls only).
-        self._writes_waiting: list[tuple[str, tuple[Any, ...]]] = []
+        # Ledger answers and other writes waiting for the next commit, and the keys the
+        # ledger table may hold (read when a writable store opens): a request never
+        # bought before costs no SQL query.
+        self._deferred = DeferredWrites()
+        self._ledger_keys: KeyPrefixes | None = None
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
-        writer = TasksWriter if durability == "power" else _UnsyncedTasksWriter
-        self.tasks_file = writer(self.tasks_path)
+        self.tasks_file = TasksWriter(self.tasks_path, sync=durability == "power")
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
         if read_only:
-            if not self.db_path.exists():
-                raise CheckpointError(
-                    f"{run_dir}: no checkpoint here (missing {self.db_path.name})"
-                )
-            uri = f"file:{self.db_path}?mode=ro"
-            if not os.access(run_dir, os.W_OK):
-                # Read-only media: nobody can be writing, and WAL's -shm cannot be created.
-                uri += "&immutable=1"
-            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.db = opening.connect_read_only(self.db_path)
         else:
-            self._prepare_dir()
-            self._refuse_lost_checkpoint()
-            self.db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
-            try:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
-            except sqlite3.Error as e:
-                self.close()
-                raise self._open_error(e) from None
+            self._lock_fd = opening.lock_run_dir(run_dir)
+            self._guarded(self._connect_writable)
         # Checked before anything is created, so a newer checkpoint is left exactly as it was.
-        found = self._check_schema()
+        found = self._guarded(self._check_schema)
         if not read_only:
-            try:
-                self._create_or_upgrade(found)
-                self._next_request = self._reserved_until = int(self.get_meta("next_request_no", 0))
-                self._ledger_keys = _KeyPrefixes(
-                    row[0] for row in self.db.execute("SELECT key FROM ledger")
-                )
-                self._repair_tasks_jsonl()
-            except CheckpointError:
-                self.close()
-                raise
-            except sqlite3.Error as e:
-                self.close()
-                raise self._open_error(e) from None
-            except OSError as e:
-                self.close()
-                raise self._write_error("open the run directory", e) from None
+            self._guarded(lambda: self._prepare(found))
 
     # ------------------------------------------------------------ opening
 
-    def _prepare_dir(self) -> None:
+    def _connect_writable(self) -> None:
+        lost = opening.lost_checkpoint(self.db_path, self.tasks_path)
+        if lost is not None:  # touch nothing
+            raise lost
+        self.db = opening.connect_writable(self.db_path, self.durability)
+
+    def _guarded(self, step: Callable[[], _T]) -> _T:
+        """One step of opening: on any failure, close what is open, then one clear error."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CheckpointError(
-                f"{self.run_dir}: cannot create run directory ({e.strerror})"
-            ) from None
-        if not os.access(self.run_dir, os.W_OK):
-            raise CheckpointError(f"{self.run_dir}: run directory is not writable")
-        lock = self.run_dir / LOCK
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise CheckpointError(
-                f"{lock}: cannot open the run's lock file ({e.strerror or e}); it must be a "
-                "regular file (selfinstruct creates it when it is missing)"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CheckpointError(
-                f"{self.run_dir}: used by another running selfinstruct process"
-            ) from None
-        # The pid is for people looking at the directory; a full disk must not stop here.
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
-
-    def _refuse_lost_checkpoint(self) -> None:
-        """Tasks without a checkpoint: starting afresh would reuse their ids. Touch nothing."""
-
-        def size(path: Path) -> int:
-            return path.stat().st_size if path.exists() else 0
-
-        wal = self.db_path.with_name(self.db_path.name + "-wal")
-        if size(self.db_path) == 0 and size(wal) == 0 and size(self.tasks_path) > 0:
-            self.close()
-            raise CheckpointError(
-                f"{self.tasks_path} holds tasks but {self.db_path.name} is missing or empty: "
-                "the checkpoint was lost; restore it, or move tasks.jsonl away to start afresh"
-            )
-
-    def _write_error(self, doing: str, error: BaseException) -> CheckpointError:
-        """One clear line for a failed write: disk full, file too large, I/O error..."""
-        if isinstance(error, OSError):
-            where = error.filename or self.run_dir
-            why = error.strerror or str(error)
-        else:
-            where, why = self.db_path, str(error)
-        return CheckpointError(
-            f"{where}: cannot {doing} ({why}); everything committed before is kept, "
-            "run again once there is room"
-        )
-
-    def _open_error(self, error: sqlite3.Error) -> CheckpointError:
-        """A full or failing disk says so; anything else means the file is not a checkpoint."""
-        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
-        if code in _DISK_ERRORS:
-            if self.read_only:
-                return CheckpointError(f"{self.db_path}: cannot read the checkpoint ({error})")
-            return self._write_error("open the checkpoint", error)
-        return CheckpointError(f"{self.db_path}: not a usable checkpoint ({error})")
-
-    def _check_schema(self) -> int | None:
-        """The checkpoint's schema version (None when new); refuses versions it cannot read."""
-        try:
-            found = schema.stored_version(self.db)
-        except sqlite3.Error as e:
-            self.close()
-            raise self._open_error(e) from None
-        if found is None:
-            return None
-        try:
-            return schema.readable_version(found, self.db_path)
+            return step()
         except CheckpointError:
             self.close()
             raise
+        except sqlite3.Error as e:
+            self.close()
+            raise opening.open_error(e, self.db_path, read_only=self.read_only) from None
+        except OSError as e:
+            self.close()
+            raise self._write_error("open the run directory", e) from None
+
+    def _prepare(self, found: int | None) -> None:
+        self._create_or_upgrade(found)
+        self._next_request = self._reserved_until = int(self.get_meta("next_request_no", 0))
+        self._ledger_keys = KeyPrefixes(row[0] for row in self.db.execute("SELECT key FROM ledger"))
+        self._repair_tasks_jsonl()
+
+    def _write_error(self, doing: str, error: BaseException) -> CheckpointError:
+        return opening.write_error(doing, error, self.db_path)
+
+    def _check_schema(self) -> int | None:
+        """The checkpoint's schema version (None when new); refuses versions it cannot read."""
+        found = schema.stored_version(self.db)
+        return None if found is None else schema.readable_version(found, self.db_path)
 
     def _create_or_upgrade(self, found: int | None) -> None:
         """Create missing tables; an older schema gains its new tables and keeps every row."""
@@ -293,19 +145,7 @@ class Store:
         committed = dict(
             self.db.execute("SELECT id, accept_no FROM instructions WHERE status = 'accepted'")
         )
-        self.tasks_file.reconcile(committed, self._tasks_by_id)
-
-    def _tasks_by_id(self, ids: list[str]) -> Iterator[Task]:
-        """Accepted tasks with these ids, in the order given."""
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.execute(
-                "SELECT id, instruction, is_classification, instances FROM instructions "
-                f"WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            by_id = {row[0]: self._task_from_row(row) for row in rows}
-            yield from (by_id[i] for i in chunk)
+        self.tasks_file.reconcile(committed, lambda ids: task_rows.tasks_by_id(self.db, ids))
 
     @property
     def waits_for_disk(self) -> bool:
@@ -313,7 +153,7 @@ class Store:
         return self.durability == "power"
 
     def close(self) -> None:
-        if (self._ledger_waiting or self._writes_waiting) and not self.read_only:
+        if self._deferred and not self.read_only:
             # Writes of a run that ends without another commit (a drained stop).
             with contextlib.suppress(Exception):
                 self.flush()
@@ -371,18 +211,11 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        # Taken whole (one attribute swap) so that answers put meanwhile, from the event
-        # loop while this runs on a worker thread, wait for the next commit.
-        with self._ledger_lock:
-            waiting, self._ledger_waiting = self._ledger_waiting, {}
-        writes, self._writes_waiting = self._writes_waiting, []
+        waiting, writes = self._deferred.take()
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                if waiting:
-                    self._insert_ledger(waiting.values())
-                for sql, params in writes:
-                    self.db.execute(sql, params)
+                self._deferred.execute(self.db, waiting, writes)
                 yield
                 self.db.execute("COMMIT")
                 waiting, writes = {}, []
@@ -396,19 +229,14 @@ class Store:
         except sqlite3.Error as e:
             raise self._write_error("write the checkpoint", e) from None
         finally:
-            if waiting:  # not committed: they go with the next commit
-                with self._ledger_lock:
-                    for key, row in waiting.items():
-                        self._ledger_waiting.setdefault(key, row)
-            if writes:
-                self._writes_waiting[:0] = writes
+            self._deferred.give_back(waiting, writes)  # not committed: with the next commit
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """A single write outside :meth:`_transaction`, with the same clear error.
 
         With ledger answers waiting, it is a transaction that commits them first.
         """
-        if (self._ledger_waiting or self._writes_waiting) and not self.db.in_transaction:
+        if self._deferred and not self.db.in_transaction:
             with self._transaction():
                 self.db.execute(sql, tuple(params))
             return
@@ -518,9 +346,9 @@ class Store:
 
     def ledger_get(self, key: str) -> str | None:
         """A completion bought earlier for the request with this content hash."""
-        waiting = self._ledger_waiting.get(key)
+        waiting = self._deferred.answer(key)
         if waiting is not None:
-            return waiting[2]
+            return waiting
         if not self.ledger_known(key):
             return None
         row = self.db.execute("SELECT completion FROM ledger WHERE key = ?", (key,)).fetchone()
@@ -532,7 +360,7 @@ class Store:
         Reads no table (the keys were read when the store opened; a read-only store always
         says True), so it is safe to call from the event loop while a worker thread commits.
         """
-        if key in self._ledger_waiting:
+        if self._deferred.answer(key) is not None:
             return True
         return self._ledger_keys is None or key in self._ledger_keys
 
@@ -551,9 +379,7 @@ class Store:
         """
         if self._ledger_keys is not None:
             self._ledger_keys.add(key)  # "may hold" first: a rolled-back one costs a query
-        with self._ledger_lock:
-            if key not in self._ledger_waiting:
-                self._ledger_waiting[key] = (key, stage, completion, time.time())
+        self._deferred.put_answer(key, stage, completion)
 
     def flush_ledger(self) -> None:
         """Commit the ledger answers (and other writes) waiting for a commit, if any."""
@@ -561,7 +387,7 @@ class Store:
 
     def flush(self) -> None:
         """Commit every write waiting for a commit, if any."""
-        if self._ledger_waiting or self._writes_waiting:
+        if self._deferred:
             with self._transaction():
                 pass
 
@@ -569,13 +395,7 @@ class Store:
         """A write made with the next commit, before that commit's own changes."""
         if self.read_only:
             raise CheckpointError(f"{self.db_path}: opened read-only")
-        self._writes_waiting.append((sql, params))
-
-    def _insert_ledger(self, rows: Iterable[tuple[str, str, str, float]]) -> None:
-        self.db.executemany(
-            "INSERT OR IGNORE INTO ledger (key, stage, completion, created) VALUES (?, ?, ?, ?)",
-            list(rows),
-        )
+        self._deferred.add(sql, params)
 
     def add_generation(self, request_no: int, items: list[str]) -> None:
         """Parsed instructions of one generation request, kept until all are filtered.
@@ -624,8 +444,7 @@ class Store:
     ) -> int:
         """Record the start of a ``selfinstruct run`` session (no secrets); return its number.
 
-        ``from_start`` records a session that made everything already in the checkpoint
-        (one recovered from the ``config.json`` of a run older than the sessions table).
+        See :func:`.sessions_table.insert_session` (``from_start``, ``started``).
         """
         with self._transaction():
             return sessions_table.insert_session(
@@ -641,33 +460,12 @@ class Store:
 
     # ------------------------------------------------------------ reading back
 
-    @staticmethod
-    def _task_from_row(row: tuple[Any, ...]) -> Task:
-        task_id, instruction, is_clf, instances = row
-        return Task(
-            id=task_id,
-            instruction=instruction,
-            is_classification=bool(is_clf),
-            instances=tuple(Instance(**i) for i in json.loads(instances or "[]")),
-        )
-
     def accepted_tasks(self) -> list[Task]:
-        rows = self.db.execute(
-            "SELECT id, instruction, is_classification, instances FROM instructions "
-            "WHERE status = 'accepted' ORDER BY accept_no"
-        )
-        return [self._task_from_row(r) for r in rows]
+        return task_rows.accepted_tasks(self.db)
 
     def pending_tasks(self) -> list[PendingTask]:
         self.flush()
-        rows = self.db.execute(
-            "SELECT id, instruction, is_classification FROM instructions "
-            "WHERE status = 'pending' ORDER BY seq"
-        )
-        return [
-            PendingTask(id=i, instruction=text, is_classification=None if c is None else bool(c))
-            for i, text, c in rows
-        ]
+        return task_rows.pending_tasks(self.db)
 
     def pooled_instructions(self) -> list[str]:
         """Every instruction that passed the instruction filters, whatever became of its task.
@@ -676,28 +474,11 @@ class Store:
         all its instances (the paper's bootstrap pool), so a resumed run sees the same pool
         as the live run did.
         """
-        rows = self.db.execute("SELECT instruction FROM instructions ORDER BY seq")
-        return [r[0] for r in rows]
+        return task_rows.pooled_instructions(self.db)
 
     def count_by_status(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT status, COUNT(*) FROM instructions GROUP BY status")
-        counts = {"pending": 0, "accepted": 0, "rejected": 0}
-        counts.update({status: n for status, n in rows})
-        return counts
+        return task_rows.count_by_status(self.db)
 
     def rejection_summary(self, examples: int = 3) -> dict[str, dict[str, Any]]:
         """Rejections by ``level/filter``: count and a few recent examples."""
-        summary: dict[str, dict[str, Any]] = {}
-        for level, name, count in self.db.execute(
-            "SELECT level, filter, COUNT(*) FROM rejections GROUP BY level, filter ORDER BY 3 DESC"
-        ):
-            recent = self.db.execute(
-                "SELECT reason, text FROM rejections WHERE level = ? AND filter = ? "
-                "ORDER BY seq DESC LIMIT ?",
-                (level, name, examples),
-            ).fetchall()
-            summary[f"{level}/{name}"] = {
-                "count": count,
-                "examples": [{"reason": r, "text": t} for r, t in recent],
-            }
-        return summary
+        return task_rows.rejection_summary(self.db, examples)

@@ -380,10 +380,15 @@ class TasksWriter:
     SQLite is the source of truth: a task is committed there first and appended here
     second, so after a crash the file can only lag behind, and :meth:`reconcile` catches
     it up. Not thread-safe, like the store that owns it.
+
+    ``sync=False`` (the store's ``durability = "process"``) leaves the flush to disk to
+    the OS: a killed process loses nothing it wrote, and after a power loss the
+    checkpoint repairs the file when the store next opens.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sync: bool = True) -> None:
         self.path = path
+        self.sync = sync
 
     def append(self, tasks: Iterable[Task]) -> None:
         """Append these tasks' lines, durable on return; :class:`CheckpointError` if not."""
@@ -400,7 +405,8 @@ class TasksWriter:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
-                    os.fsync(fd)
+                    if self.sync:
+                        os.fsync(fd)
                 except OSError:
                     # Drop the partial line now: a later successful append would bury it
                     # mid-file, a damaged line the repair on open could only keep and warn of.

@@ -58,9 +58,10 @@ from .batch_files import (
     request_line,
 )
 from .batch_http import BatchAPI
+from .batch_results import sort_results
 from .pricing import request_cost
 from .protocol import Completion, CompletionRequest, Usage
-from .recording import dump_completion, request_key
+from .recording import request_key
 from .tokens import reservation
 from .usage import UsageMeter
 
@@ -168,7 +169,8 @@ class BatchClient:
 
     def key(self, request: CompletionRequest) -> str:
         """The request's ledger key, which is also its ``custom_id``."""
-        return request_key(request, self.namespace)
+        # Batch bodies carry no grammar: the runner's ledger keys leave the format out too.
+        return request_key(request, self.namespace, answer_formats=False)
 
     # -- LLMClient ------------------------------------------------------------------------
 
@@ -372,46 +374,18 @@ class BatchClient:
         assert self._db is not None and self._store is not None
         status = str(batch.get("status"))
         self._count(names.batch_status(status), 1)
-        results: dict[str, LineResult] = {}
-        for kind in ("error_file_id", "output_file_id"):  # an answer wins over an error
-            file_id = batch.get(kind)
-            if isinstance(file_id, str) and file_id:
-                content = await self.api.content(file_id)
-                source = f"batch {batch.get('id')} {kind.removesuffix('_file_id')} file"
-                for line in read_result_lines(content, chat=self.chat, source=source):
-                    results[line.custom_id] = line
-        outcomes: list[tuple[str, str, bool]] = []
-        ledger: list[tuple[str, str, str]] = []
-        answered: list[tuple[table.RequestRow, Completion]] = []
-        again: list[tuple[table.RequestRow, str]] = []
-        for row in requests:
-            found = results.get(row.key)
-            if found is not None and found.completion is not None:
-                waiting = bool(self._waiters.get(row.key))
-                outcomes.append((row.key, table.ANSWERED, waiting))
-                ledger.append((row.key, row.stage, dump_completion(found.completion)))
-                answered.append((row, found.completion))
-            else:
-                not_run = found is None or found.not_run
-                problem = found.problem if found is not None else "not in the output file"
-                outcomes.append((row.key, table.UNFINISHED if not_run else table.FAILED, False))
-                again.append((row, problem))
-                failed = found is not None and not found.not_run
-                self._count(
-                    names.BATCH_REQUESTS_FAILED if failed else names.BATCH_REQUESTS_UNFINISHED, 1
-                )
+        results = await self._read_results(batch)
+        outcomes, ledger, answered, again = sorted_ = sort_results(
+            requests, results, lambda key: bool(self._waiters.get(key))
+        )
+        for outcome, name in (
+            (table.FAILED, names.BATCH_REQUESTS_FAILED),
+            (table.UNFINISHED, names.BATCH_REQUESTS_UNFINISHED),
+        ):
+            if sorted_.count(outcome):  # no zero counter where the run had none
+                self._count(name, sorted_.count(outcome))
         self._count(names.BATCH_REQUESTS_ANSWERED, len(answered))
-        for row, completion in answered:
-            usage = completion.usage
-            self.usage.record(
-                row.stage,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                requests=1,
-                cost_usd=request_cost(self.endpoint, usage, batch=True),
-                cached_prompt_tokens=usage.cached_prompt_tokens,
-                batch=True,
-            )
+        self._record_usage(answered)
         # Counters and the usage (what was paid) are committed with the answers, so a
         # session killed right after still accounts for them.
         twice = await self._db(
@@ -430,6 +404,27 @@ class BatchClient:
             self._open.pop(row.key, None)
         for row, completion in answered:
             self._resolve(row.key, completion=completion)
+        self._again(again)
+
+    async def _read_results(self, batch: Mapping[str, Any]) -> dict[str, LineResult]:
+        """The lines of the batch's error and output files by custom_id."""
+        results: dict[str, LineResult] = {}
+        for kind in ("error_file_id", "output_file_id"):  # an answer wins over an error
+            file_id = batch.get(kind)
+            if isinstance(file_id, str) and file_id:
+                content = await self.api.content(file_id)
+                source = f"batch {batch.get('id')} {kind.removesuffix('_file_id')} file"
+                for line in read_result_lines(content, chat=self.chat, source=source):
+                    results[line.custom_id] = line
+        return results
+
+    def _record_usage(self, answered: list[tuple[table.RequestRow, Completion]]) -> None:
+        for row, completion in answered:
+            cost = request_cost(self.endpoint, completion.usage, batch=True)
+            self.usage.record_answer(row.stage, completion.usage, cost_usd=cost, batch=True)
+
+    def _again(self, again: list[tuple[table.RequestRow, str]]) -> None:
+        """Requests without an answer go into a next batch, or fail after ``resubmit``."""
         for row, problem in again:
             if row.attempt <= self.settings.resubmit and row.key not in self._queue:
                 self._enqueue(row.key, request_from(row.request), row.attempt + 1)

@@ -3,9 +3,10 @@
 Every stage shares one :class:`HTTPClient`. Per request it charges the token estimate
 against the budget, picks the endpoint that can send soonest, waits for that endpoint's
 :class:`~selfinstruct_async.client.pacing.Pacer`, sends through a
-:class:`~selfinstruct_async.client.transport.Transport`, classifies the answer, and either
-returns the parsed :class:`~selfinstruct_async.client.protocol.Completion` or waits (on its own, the
-other requests carry on) and queues the retry at the front of the paced queue.
+:class:`~selfinstruct_async.client.transport.Transport`, classifies the answer, books the
+outcome (:mod:`~selfinstruct_async.client.outcomes`), and either returns the parsed
+:class:`~selfinstruct_async.client.protocol.Completion` or waits (on its own, the other
+requests carry on) and queues the retry at the front of the paced queue.
 
 API keys are read once, from the environment variable each endpoint names, go only into
 the ``Authorization`` header, and are scrubbed from every message this module produces by
@@ -30,7 +31,6 @@ that the run survives.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -52,11 +52,12 @@ from ..errors import (
     TransportError,
 )
 from ..observe.logs import Redactor, url_secrets
+from . import prompt_json
 from .endpoint import Endpoint, pool_size
 from .openai_format import parse_completion, request_body
+from .outcomes import Cooldown, record_failure, record_success
 from .pacing import AnyioClock, Clock, Pacer
-from .pricing import request_cost
-from .protocol import Completion, CompletionRequest, Usage
+from .protocol import Completion, CompletionRequest
 from .retry import (
     MIN_MAX_TOKENS,
     Failure,
@@ -66,9 +67,8 @@ from .retry import (
     failure_from_response,
     next_max_tokens,
     parse_duration,
-    rate_limit_info,
 )
-from .tokens import NOTHING_RESERVED, Reservation, estimate_tokens, prompt_tokens, reservation
+from .tokens import NOTHING_RESERVED, Reservation, reservation
 from .transport import (
     AiohttpTransport,
     TransportRequest,
@@ -81,18 +81,6 @@ logger = logging.getLogger(__name__)
 
 # Waits longer than this are logged: a pause of minutes must never look like a hang.
 LONG_WAIT = 30.0
-# Failures that say something about the endpoint's health (a 429 says it is busy, and a
-# 4xx says the request is wrong; neither is a reason to cool the endpoint down).
-_HEALTH_FAILURES = frozenset(
-    {
-        FailureKind.SERVER_ERROR,
-        FailureKind.TIMEOUT,
-        FailureKind.CONNECTION,
-        FailureKind.MALFORMED,
-        FailureKind.EMPTY,
-        FailureKind.TOO_LARGE,
-    }
-)
 
 
 class HTTPClient:
@@ -121,9 +109,7 @@ class HTTPClient:
         self.policy = policy if policy is not None else RetryPolicy(max_attempts=attempts)
         self._clock: Clock = clock if clock is not None else AnyioClock()
         self._rng = rng if rng is not None else random.Random()
-        self._cooldown_after = cooldown_after
-        self._cooldown_base = cooldown_base
-        self._cooldown_max = cooldown_max
+        self.cooldown = Cooldown(cooldown_after, cooldown_base, cooldown_max)
         self._redactor = Redactor(
             [e.api_key for e in self.endpoints if e.api_key]
             + [s for e in self.endpoints for s in url_secrets(e.config.base_url)]
@@ -134,6 +120,7 @@ class HTTPClient:
         self.min_max_tokens = min_max_tokens
         self._count: Callable[[str], None] | None = None
         self._context_warned: set[int] = set()  # endpoints (by id) already warned about
+        self._prompts = prompt_json.PromptEncoder(ensure_ascii=True)  # the bodies' prompts
 
     def count_to(self, count: Callable[[str], None] | None) -> None:
         """Send the client's run counters (``retries.context_length``) to ``count``.
@@ -251,7 +238,7 @@ class HTTPClient:
                 # The server's own field for constrained decoding, when the endpoint has one.
                 constrained = endpoint.config.constrained_decoding
                 payload |= constraint_fields(sent.answer_format, constrained)
-                bodies[key] = json.dumps(payload).encode()
+                bodies[key] = prompt_json.dumps(payload, sent.prompt, self._prompts).encode()
             retrying = attempt > 1 or sent is not request
             sent_at = await endpoint.pacer.acquire(held.total, front=retrying)
             outcome, response = await self._send(endpoint, bodies[key])
@@ -260,8 +247,8 @@ class HTTPClient:
                 # Where the provider's request window ends, seen from the send: its slices.
                 endpoint.pacer.observe_reset(sent_at, parse_duration(reset))
             if isinstance(outcome, Completion):
-                return self._succeeded(request, endpoint, held, response, outcome)
-            self._failed(request, endpoint, held, sent_at, outcome, response.headers)
+                return record_success(self.usage, request, endpoint, held, response, outcome)
+            record_failure(self, request, endpoint, held, sent_at, outcome, response.headers)
             if outcome.kind is FailureKind.CONTEXT_LENGTH:
                 sent = self._shrunk(sent, endpoint, outcome, response)
                 bodies.clear()
@@ -414,86 +401,13 @@ class HTTPClient:
         )
         return delay
 
-    def _succeeded(
-        self,
-        request: CompletionRequest,
-        endpoint: Endpoint,
-        held: Reservation,
-        response: TransportResponse,
-        completion: Completion,
-    ) -> Completion:
-        endpoint.count("succeeded")
-        endpoint.consecutive_failures = 0
-        endpoint.cooldowns = 0
-        endpoint.wait_capped = False
-        usage = completion.usage
-        if usage.total_tokens == 0:
-            # The server did not say: estimate, so budgets and pacing still see the spend.
-            usage = Usage(
-                prompt_tokens(request.prompt, request.system, chat=endpoint.chat),
-                sum(estimate_tokens(c.text) for c in completion.choices),
-            )
-            completion = Completion(completion.choices, usage, completion.model)
-        endpoint.pacer.reconcile(held.total, usage.total_tokens)
-        headers = response.headers
-        announced = "x-ratelimit-limit-requests" in headers or "x-ratelimit-limit-tokens" in headers
-        pacer = endpoint.pacer
-        if announced or pacer.rpm is not None or pacer.tpm is not None:
-            info = rate_limit_info(headers)
-            pacer.on_success(
-                limit_requests=info.limit_requests,
-                limit_tokens=info.limit_tokens,
-                remaining_requests=info.remaining_requests,
-                remaining_tokens=info.remaining_tokens,
-            )
-        self.usage.record(
-            request.stage,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            requests=1,
-            cost_usd=request_cost(endpoint.config, usage),
-            cached_prompt_tokens=usage.cached_prompt_tokens,
-        )
-        return completion
+    def now(self) -> float:
+        """The client clock's time (cool-downs are timed with it)."""
+        return self._clock.now()
 
-    def _failed(
-        self,
-        request: CompletionRequest,
-        endpoint: Endpoint,
-        held: Reservation,
-        sent_at: float,
-        failure: Failure,
-        headers: Mapping[str, str],
-    ) -> None:
-        endpoint.count(failure.kind.value)
-        if failure.kind is FailureKind.RATE_LIMITED:
-            # Refused before any work: the server charged nothing, neither do we.
-            endpoint.pacer.reconcile(held.total, 0)
-            self.usage.record(request.stage, rate_limited=1)
-            info = rate_limit_info(headers)
-            announced = info.limit_tokens if failure.limit_type == "tokens" else info.limit_requests
-            endpoint.pacer.on_throttled(failure.limit_type, sent_at, announced)
-            return
-        # The server read the prompt but generated nothing we got: only the prompt counts.
-        endpoint.pacer.reconcile(held.total, held.prompt)
-        if failure.kind not in _HEALTH_FAILURES or len(self.endpoints) < 2:
-            # With one endpoint a cool-down would freeze all traffic; per-request backoff
-            # is the better answer there.
-            return
-        endpoint.consecutive_failures += 1
-        if endpoint.consecutive_failures >= self._cooldown_after:
-            pause = min(self._cooldown_max, self._cooldown_base * 2.0**endpoint.cooldowns)
-            endpoint.cooldowns += 1
-            endpoint.consecutive_failures = 0
-            endpoint.count("cooldowns")
-            endpoint.pacer.hold_until(self._clock.now() + pause)
-            logger.warning(
-                "%s",
-                self.redact(
-                    f"endpoint {endpoint.shown_base_url} failed {self._cooldown_after} times "
-                    f"in a row ({failure.kind.value}); cooling down for {pause:g} s"
-                ),
-            )
+    @property
+    def endpoint_count(self) -> int:
+        return len(self.endpoints)
 
 
 def build_http_client(

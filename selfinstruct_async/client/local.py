@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +35,7 @@ from ..answer_formats import grammar_for
 from ..config import LocalConfig
 from ..errors import BackendCrashed, ConfigError, PromptRejected
 from .openai_format import generation_fields, parse_payload, prompt_fields
-from .protocol import Completion, CompletionRequest
+from .protocol import Completion, CompletionRequest, TextScore
 from .retry import Failure
 from .usage import UsageMeter
 
@@ -44,14 +44,6 @@ INSTALL_HINT = "pip install 'selfinstruct-async[local]' (or: make demo)"
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TextScore:
-    """The summed log probability of a text's tokens after a prefix, and how many there are."""
-
-    logprob: float
-    tokens: int
 
 
 def default_model_path() -> Path:
@@ -286,13 +278,7 @@ class LocalClient:
         parsed = parse_payload(result, chat=self.config.api == "chat")
         if isinstance(parsed, Failure):
             raise BackendCrashed(f"the embedded model failed: {parsed.message}")
-        usage = parsed.usage
-        self.usage.record(
-            request.stage,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            requests=1,
-        )
+        self.usage.record_answer(request.stage, parsed.usage)
         return replace(parsed, model=self.model_path.name)
 
     async def _stop_worker(self) -> None:

@@ -49,6 +49,8 @@ def request_body(request: CompletionRequest, model: str, *, chat: bool) -> dict[
     if stop:
         body["stop"] = list(stop)
     body.update(logprob_fields(request, chat=chat))
+    if request.echo and not chat:
+        body["echo"] = True
     return body
 
 
@@ -98,7 +100,13 @@ def parse_payload(payload: Any, *, chat: bool) -> Completion | Failure:
         if not isinstance(text, str) or not (finish is None or isinstance(finish, str)):
             return Failure(FailureKind.MALFORMED, "a choice has a non-string field", 200)
         index = raw.get("index")
-        choice = Choice(text, finish, _top_logprobs(raw.get("logprobs"), chat=chat))
+        logprobs = raw.get("logprobs")
+        choice = Choice(
+            text,
+            finish,
+            _top_logprobs(logprobs, chat=chat),
+            () if chat else _token_logprobs(logprobs),
+        )
         ordered.append((index if isinstance(index, int) else position, choice))
     ordered.sort(key=lambda pair: pair[0])
     model = payload.get("model")
@@ -133,6 +141,29 @@ def _top_logprobs(raw: Any, *, chat: bool) -> tuple[dict[str, float], ...]:
         for entry in tops if isinstance(tops, list) else ():
             positions.append(_logprob_map(entry.items() if isinstance(entry, dict) else ()))
     return tuple(positions)
+
+
+def _token_logprobs(raw: Any) -> tuple[tuple[int, float | None], ...]:
+    """Completions' ``text_offset`` and ``token_logprobs`` side by side; empty when either is
+    missing, their lengths differ or an entry is not a number (``null`` logprobs stay)."""
+    if not isinstance(raw, dict):
+        return ()
+    offsets, values = raw.get("text_offset"), raw.get("token_logprobs")
+    if not isinstance(offsets, list) or not isinstance(values, list):
+        return ()
+    if len(offsets) != len(values):
+        return ()
+    pairs: list[tuple[int, float | None]] = []
+    for offset, value in zip(offsets, values, strict=True):
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            return ()
+        if value is None:
+            pairs.append((offset, None))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            pairs.append((offset, float(value)))
+        else:
+            return ()
+    return tuple(pairs)
 
 
 def _logprob_map(pairs: Any) -> dict[str, float]:

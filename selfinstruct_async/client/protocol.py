@@ -49,6 +49,10 @@ class CompletionRequest:
     #: The name of the format the answer must follow (an :data:`ANSWER_FORMATS` key), for
     #: backends that can constrain decoding to it; empty means free text.
     answer_format: str = ""
+    #: Completions API only: answer with the prompt in front of the text and
+    #: :attr:`Choice.token_logprobs` over the prompt's tokens too (how likely the prompt
+    #: reads to the model; :mod:`~selfinstruct_async.client.prompt_scoring` uses it).
+    echo: bool = False
 
     def stop_for(self, api: Api) -> tuple[str, ...]:
         """Stop sequences for an endpoint kind; chat answers need fewer (they add preambles)."""
@@ -71,7 +75,7 @@ class CompletionRequest:
 
 
 #: Fields added after checkpoints already held request keys, with their defaults.
-_KEY_OPTIONAL: dict[str, object] = {"logprobs": 0, "answer_format": ""}
+_KEY_OPTIONAL: dict[str, object] = {"logprobs": 0, "answer_format": "", "echo": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,18 @@ class Choice:
     #: Per generated token, the most likely tokens and their log probabilities, when the
     #: request asked for :attr:`CompletionRequest.logprobs` and the backend could say.
     top_logprobs: tuple[dict[str, float], ...] = ()
+    #: Per token of the answer (of the prompt too, with :attr:`CompletionRequest.echo`):
+    #: its character offset in the answer's text and its log probability (``None`` where
+    #: the backend gives none, as for a prompt's first token).
+    token_logprobs: tuple[tuple[int, float | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TextScore:
+    """The summed log probability of a text's tokens after a prefix, and how many there are."""
+
+    logprob: float
+    tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,8 @@ class Completion:
     choices: tuple[Choice, ...]
     usage: Usage = field(default_factory=Usage)
     model: str = ""
+    #: Served from the request ledger: bought, and judged, in an earlier session.
+    replayed: bool = False
 
     @property
     def text(self) -> str:

@@ -15,20 +15,37 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from .. import counters as names
 from ..checkpoint.store import Store
+from . import prompt_json
 from .protocol import Choice, Completion, CompletionRequest, LLMClient, Usage
 
 DB = Callable[..., Awaitable[Any]]
 
 
-def request_key(request: CompletionRequest, namespace: str = "") -> str:
-    """Content hash of a request; ``namespace`` separates models and endpoint kinds."""
-    body = json.dumps([namespace, request.key_fields()], sort_keys=True, ensure_ascii=False)
+def request_key(
+    request: CompletionRequest, namespace: str = "", *, answer_formats: bool = True
+) -> str:
+    """Content hash of a request; ``namespace`` separates models and endpoint kinds.
+
+    ``answer_formats``: whether the backend constrains answers to
+    :attr:`~.protocol.CompletionRequest.answer_format`; where it does not, the format
+    changes nothing about the answer and is left out of the key.
+    """
+    fields = request.key_fields()
+    if not answer_formats:
+        fields.pop("answer_format", None)
+    body = prompt_json.dumps(
+        [namespace, fields], request.prompt, _KEY_PROMPTS, sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+# Keys of every client in the process: a prompt prefix learnt once serves them all.
+_KEY_PROMPTS = prompt_json.PromptEncoder(ensure_ascii=False)
 
 
 def _fields(record: Any) -> dict[str, Any]:
@@ -36,7 +53,11 @@ def _fields(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
 
 
-_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in (Completion, Choice, Usage)}
+# ``replayed`` says where an answer came from, not what it says: it is never stored.
+_FIELD_NAMES = {
+    cls: tuple(f.name for f in fields(cls) if f.name != "replayed")
+    for cls in (Completion, Choice, Usage)
+}
 
 
 def dump_completion(completion: Completion) -> str:
@@ -51,7 +72,17 @@ def load_completion(text: str) -> Completion:
     data = json.loads(text)
     return Completion(
         choices=tuple(
-            Choice(**(c | {"top_logprobs": tuple(c.get("top_logprobs", ()))}))
+            Choice(
+                **(
+                    c
+                    | {
+                        "top_logprobs": tuple(c.get("top_logprobs", ())),
+                        "token_logprobs": tuple(
+                            (int(o), lp) for o, lp in c.get("token_logprobs", ())
+                        ),
+                    }
+                )
+            )
             for c in data["choices"]
         ),
         usage=Usage(**data["usage"]),
@@ -69,20 +100,23 @@ class LedgerClient:
         db: DB,
         count: Callable[[str], None],
         namespace: str = "",
+        *,
+        answer_formats: bool = True,
     ) -> None:
         self.inner = inner
+        self.answer_formats = answer_formats
         self.store = store
         self._db = db
         self._count = count
         self.namespace = namespace
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        key = request_key(request, self.namespace)
+        key = request_key(request, self.namespace, answer_formats=self.answer_formats)
         if self.store.ledger_known(key):
             stored = await self._db(self.store.ledger_get, key)
             if stored is not None:
                 self._count(names.ledger_reused(request.stage))
-                return load_completion(stored)
+                return replace(load_completion(stored), replayed=True)
         completion = await self.inner.complete(request)
         self.store.ledger_put_later(key, request.stage, dump_completion(completion))
         return completion

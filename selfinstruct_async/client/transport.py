@@ -141,6 +141,7 @@ class AiohttpTransport:
         self._keepalive = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -157,10 +158,12 @@ class AiohttpTransport:
 
     async def send(self, request: TransportRequest) -> TransportResponse:
         session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=request.timeout)
+        timeout = self._timeouts.get(request.timeout)
+        if timeout is None:  # one per endpoint setting: not built again for every request
+            timeout = self._timeouts[request.timeout] = aiohttp.ClientTimeout(total=request.timeout)
         try:
             async with session.post(
-                request.url, data=request.body, headers=dict(request.headers), timeout=timeout
+                request.url, data=request.body, headers=request.headers, timeout=timeout
             ) as resp:
                 body = await _read_body(resp, request)
                 headers = {k.lower(): v for k, v in resp.headers.items()}

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import BudgetExhausted, CheckpointError
+from .protocol import Usage
 
 SNAPSHOT_VERSION = 1
 
@@ -160,6 +161,20 @@ class UsageMeter:
                 usage.batch_cached_prompt_tokens += cached
                 usage.batch_completion_tokens += completion_tokens
 
+    def record_answer(
+        self, stage: str, usage: Usage, *, cost_usd: float = 0.0, batch: bool = False
+    ) -> None:
+        """One answered request of ``stage``: its tokens as the backend reported them."""
+        self.record(
+            stage,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            requests=1,
+            cost_usd=cost_usd,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            batch=batch,
+        )
+
     def _new_stage(self, stage: str) -> StageUsage:
         usage = self._stages[stage] = StageUsage()
         return usage
@@ -185,9 +200,13 @@ class UsageMeter:
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able state for a checkpoint (counters only; budgets come from config)."""
+        # Taken with every finished task: one level of getattr, not ``asdict``'s deep copy.
         return {
             "version": SNAPSHOT_VERSION,
-            "stages": {name: asdict(u) for name, u in sorted(self._stages.items())},
+            "stages": {
+                name: {field: getattr(u, field) for field in USAGE_FIELDS}
+                for name, u in sorted(self._stages.items())
+            },
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:

@@ -18,17 +18,17 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import IO, Any, Literal
 
 from ..checkpoint.run_files import refuse_run_file, refuse_same_file
 from ..errors import DedupInputError, EmptyTokensError
 from ..similarity import SimilarityIndex, SimilaritySettings, tokenizer_names
 from ..similarity.settings import ON_EMPTY_CHOICES, check_threshold
+from .atomic_files import replacing
 
 Format = Literal["jsonl", "json", "text"]
 
@@ -61,17 +61,24 @@ def detect_format(text: str) -> Format:
     return "text"
 
 
-def _instruction(obj: object, path: str, line: int | None) -> str:
+def instruction_field(obj: object) -> str:
+    """The ``instruction`` string of a record read from JSON (``dedup``, ``filter``);
+    ``ValueError`` saying what is wrong with it, for the caller to name file and line."""
     if not isinstance(obj, dict):
-        raise DedupInputError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if "instruction" not in obj:
-        raise DedupInputError(path, line, "field 'instruction': missing")
+        raise ValueError("field 'instruction': missing")
     value = obj["instruction"]
     if not isinstance(value, str):
-        raise DedupInputError(
-            path, line, f"field 'instruction': expected a string, got {type(value).__name__}"
-        )
+        raise ValueError(f"field 'instruction': expected a string, got {type(value).__name__}")
     return value
+
+
+def _instruction(obj: object, path: str, line: int | None) -> str:
+    try:
+        return instruction_field(obj)
+    except ValueError as error:
+        raise DedupInputError(path, line, str(error)) from None
 
 
 def read_records(path: str | os.PathLike[str]) -> tuple[Format, list[Record]]:
@@ -133,7 +140,7 @@ def deduplicate(
     return kept
 
 
-def _write(out: TextIO, fmt: Format, kept: list[Record]) -> None:
+def _write(out: IO[str], fmt: Format, kept: list[Record]) -> None:
     if fmt == "json":
         json.dump([r.raw for r in kept], out, ensure_ascii=False, indent=2)
         out.write("\n")
@@ -145,17 +152,8 @@ def _write(out: TextIO, fmt: Format, kept: list[Record]) -> None:
 
 def write_atomically(path: str | os.PathLike[str], fmt: Format, kept: list[Record]) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename it over ``path``."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            _write(out, fmt, kept)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, newline="") as out:
+        _write(out, fmt, kept)
 
 
 def deduplicate_file(

@@ -50,6 +50,7 @@ from ..checkpoint.run_files import refuse_run_file
 from ..checkpoint.tasks_file import TasksReader
 from ..errors import ExportError
 from ..records import Task
+from .atomic_files import temporary_beside
 from .export_rows import Row, buckets_for, deduplicated, in_validation, shuffled, task_rows
 
 FORMATS = ("alpaca", "openai-chat", "prompt-completion", "hf-jsonl")
@@ -124,11 +125,7 @@ class _Writer:
         self.fmt = fmt
         self.path = path
         self.rows = 0
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path(".")
-        )
-        self.tmp = Path(tmp)
-        os.fchmod(fd, new_file_mode())
+        fd, self.tmp = temporary_beside(path)
         self.file: IO[str] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         if fmt == "alpaca":
             self.file.write("[")
@@ -156,13 +153,6 @@ class _Writer:
             self.file.close()
         with contextlib.suppress(OSError):
             self.tmp.unlink()
-
-
-def new_file_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp's 0600 is for secrets, not datasets)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def validation_path(out: Path) -> Path:

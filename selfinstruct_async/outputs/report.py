@@ -26,8 +26,6 @@ import io
 import itertools
 import json
 import math
-import os
-import tempfile
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +35,7 @@ from typing import Any
 from ..checkpoint.run_files import refuse_run_file
 from ..checkpoint.tasks_file import TasksReader
 from ..errors import ReportError
-from .export import new_file_mode
+from .atomic_files import replacing
 from .prices import load_prices
 from .report_html import render_html
 from .stats import Table1, compute_stats, words
@@ -352,15 +350,8 @@ def plot_verbs(figs: Figures) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, binary=True) as f:
+        f.write(data)
 
 
 def build_report(

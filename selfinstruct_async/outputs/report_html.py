@@ -103,8 +103,10 @@ def _usage(usage: UsageReport) -> list[str]:
         [
             stage,
             fmt_number(u.prompt_tokens),
+            fmt_share(u.cached_share),
             fmt_number(u.completion_tokens),
             fmt_number(u.requests),
+            fmt_number(u.batch_requests),
             fmt_number(u.retries),
             fmt_number(u.throttled),
             fmt_money(u.cost_usd),
@@ -114,8 +116,10 @@ def _usage(usage: UsageReport) -> list[str]:
     headers = [
         "stage",
         "prompt tokens",
+        "cached",
         "completion tokens",
         "requests",
+        "batch",
         "retries",
         "throttled",
         "cost",

@@ -58,8 +58,15 @@ class AnswerGuard:
     hint: str = "check the model and --api (completions vs chat)"
     _stages: dict[str, _StageRecord] = field(default_factory=dict, init=False, repr=False)
 
-    def record(self, stage: str, usable: bool, answer: str) -> None:
-        """Note one answer of ``stage``; raise ``UselessAnswers`` once the limits are passed."""
+    def record(self, stage: str, usable: bool, answer: str, *, replayed: bool = False) -> None:
+        """Note one answer of ``stage``; raise ``UselessAnswers`` once the limits are passed.
+
+        A useless answer ``replayed`` from the request ledger was judged in the session that
+        bought it; a resume that asks its task again gets it back once before asking anew
+        (which try a task is on is not kept), so it neither extends nor resets a streak.
+        """
+        if replayed and not usable:
+            return
         state = self._stages.get(stage)
         if state is None:
             state = self._stages[stage] = _StageRecord(deque(maxlen=self.window))

@@ -18,10 +18,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import counters as names
 from ..client.protocol import Completion, CompletionRequest
-from ..paper_parsers import parse_instructions_paper
-from ..parsing import parse_instructions
 from ..records import Candidate
-from ..stages.generate_instructions import candidates_of
+from ..stages.generate_instructions import candidates_of, read_instructions
 from .context import RunContext
 from .failures import RequestFailed
 
@@ -39,24 +37,7 @@ def demonstrations_in(prompt: str) -> list[str]:
 
 def parse_replayed(ctx: RunContext, request: CompletionRequest, result: Completion) -> list[str]:
     """The instructions in ``result``, read as the generation stage reads an answer."""
-    cfg = ctx.config.generation
-    if cfg.parser == "paper":
-        return parse_instructions_paper(
-            result.text,
-            result.finish_reason,
-            on_truncated=cfg.on_truncated,
-            capitalize=cfg.capitalize,
-        )
-    demonstrations = demonstrations_in(request.prompt)
-    return parse_instructions(
-        result.text,
-        len(demonstrations) + 1,
-        result.finish_reason,
-        cfg.max_number,
-        known=demonstrations,
-        on_truncated=cfg.on_truncated,
-        capitalize=cfg.capitalize,
-    )
+    return read_instructions(ctx.config.generation, result, demonstrations_in(request.prompt))
 
 
 def count_replays(ctx: RunContext, requests: Sequence[CompletionRequest]) -> None:

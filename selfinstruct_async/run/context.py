@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import counters as names
 from ..checkpoint.store import Store
@@ -29,10 +29,14 @@ from ..records import PendingTask, RejectionRecord, SeedTask
 from .answer_guard import AnswerGuard
 from .counter_buffer import CounterBuffer, TakenCounters
 from .failures import SURVIVABLE, FailurePolicy, RequestFailed
+from .once import Once
 from .pool import Pool
 from .retry_queue import RetryQueue
 from .stop import StopGate
 from .store_calls import StoreCalls
+
+if TYPE_CHECKING:
+    from ..stages.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class RunContext:
     started: float
     # Useless answers so far per pending task, which picks the variant of its next prompt.
     useless_tries: dict[str, int] = field(default_factory=dict)
+    # Stage 2's yes/no decider, calibrated by the first task that needs it.
+    classifier: Once[Classifier] = field(default_factory=Once)
 
     def count(self, name: str, n: float = 1) -> None:
         """Add ``n`` to the counter ``name`` (built with :mod:`selfinstruct_async.counters`)."""
@@ -118,11 +124,14 @@ class RunContext:
         self.failures.succeeded()
         return completion
 
-    def answered(self, stage: str, usable: bool, text: str) -> None:
-        """Count an answer as usable or not; raises ``UselessAnswers`` past the run's limits."""
+    def answered(self, stage: str, usable: bool, text: str, *, replayed: bool = False) -> None:
+        """Count an answer as usable or not; raises ``UselessAnswers`` past the run's limits.
+
+        ``replayed``: the answer came from the request ledger (:attr:`Completion.replayed`).
+        """
         if not usable:
             self.count(names.useless(stage))
-        self.guard.record(stage, usable, text)
+        self.guard.record(stage, usable, text, replayed=replayed)
 
     def defer(
         self, retry: RetryQueue[PendingTask], task: PendingTask, *, failed: bool = True

@@ -6,7 +6,7 @@ directory: pool, counters, request numbering and pending tasks come back from th
 checkpoint; each call records a session (:mod:`.sessions`).
 
 The run is wired once, in order: inputs checked (:func:`check_inputs`), the endpoint
-client built (:func:`build_client`), the checkpoint opened and the session recorded, the
+client built (:func:`.backends.build_client`), the checkpoint opened and the session recorded, the
 run's state read back and the context built around the complete client
 (:func:`open_context`), then the pipeline with the signal handler, monitor and progress
 display beside it (:func:`_serve`), and the session's end recorded (:func:`_end_session`).
@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -50,6 +50,7 @@ from ..prompts import DEFAULT_TEMPLATES, select_classification_demonstrations
 from ..records import SeedTask
 from ..seeds import load_seed_tasks, resolve_seeds
 from .answer_guard import AnswerGuard
+from .backends import answer_formats_apply, batch_workers, build_client, ledger_namespace
 from .context import RunContext
 from .counter_buffer import CounterBuffer
 from .failures import FailurePolicy
@@ -112,69 +113,8 @@ class Beside:
     progress: bool = False
 
 
-def _ledger_namespace(config: Config) -> str:
-    """Answers are reusable only from the same model through the same kind of endpoint."""
-    return "|".join(f"{e.model}@{e.api}" for e in config.endpoints)
-
-
-def batch_workers(config: Config) -> Config:
-    """``config`` with the stages' workers a batch-mode round needs, else unchanged.
-
-    In batch mode a request waits for its whole batch, so a round's worth must be able to
-    wait at once: ``batch.round_size`` generation prompts, ``batch.stage_requests``
-    classification and instance requests (the classifier's calibration included).
-    """
-    if config.run.mode != "batch":
-        return config
-    size = config.batch.stage_requests
-    return replace(
-        config,
-        generation=replace(config.generation, workers=config.batch.round_size),
-        classification=replace(config.classification, workers=size),
-        instances=replace(config.instances, workers=size),
-    )
-
-
 def seeds_path(config: Config) -> Path:
     return resolve_seeds(config.run.seeds)
-
-
-def _local_api(config: Config) -> Literal["completions", "chat"]:
-    """The embedded model's API: ``--api`` without ``--base-url`` lands on the first endpoint."""
-    if config.endpoints and config.local.api == "completions":
-        return config.endpoints[0].api
-    return config.local.api
-
-
-def build_client(config: Config, usage: UsageMeter | None = None) -> LLMClient:
-    """The HTTP client for the configured endpoints, or the embedded model when there are none."""
-    usage = usage if usage is not None else UsageMeter()
-    endpoints = tuple(e for e in config.endpoints if e.base_url)
-    if config.run.mode == "batch":
-        from ..client.batch import build_batch_client
-
-        if config.run.max_tokens_budget is not None or config.run.max_cost_budget is not None:
-            usage.set_budget(
-                max_tokens=config.run.max_tokens_budget, max_cost=config.run.max_cost_budget
-            )
-        return build_batch_client(
-            endpoints, config.batch, usage, namespace=_ledger_namespace(config)
-        )
-    if not endpoints:
-        from ..client.local import LocalClient
-
-        local = replace(config.local, api=_local_api(config))
-        client = LocalClient(local, usage, seed=config.run.seed)
-        log.info("no endpoint configured: using the embedded model %s", client.description)
-        return client
-    from ..client.http import build_http_client
-
-    return build_http_client(
-        endpoints,
-        usage,
-        max_tokens_budget=config.run.max_tokens_budget,
-        max_cost_budget=config.run.max_cost_budget,
-    )
 
 
 @asynccontextmanager
@@ -292,6 +232,40 @@ def _remember(chain: FilterChain, instructions: Sequence[str]) -> None:
         chain.remember(instruction)
 
 
+def _pool(config: Config, seeds: list[SeedTask], saved: _Saved) -> Pool:
+    return Pool(
+        seeds,
+        saved.accepted,
+        target=config.run.target,
+        filtered=saved.pooled,
+        machine_pool=config.generation.machine_pool,
+        pending=len(saved.resumed.pending),
+        undecided=len(saved.resumed.candidates()),
+        classification_only=config.generation.classification_only,
+        max_deferred=config.run.queue_size,
+    )
+
+
+async def _earlier_batches(
+    endpoints: LLMClient, store: Store, db: StoreCalls, counters: CounterBuffer, resumed: Resumed
+) -> Resumed:
+    """Batch mode: requests of earlier sessions wait on their batches before a stage asks."""
+    if isinstance(endpoints, BatchClient):
+        await endpoints.recover(store, db, counters)
+        replay = endpoints.unclaimed(names.GENERATE_INSTRUCTIONS)
+        if replay:
+            log.info("batch mode: replaying %d generation answers of earlier sessions", len(replay))
+        return replace(resumed, replay=replay, claim=endpoints.claim)
+    still_open = await db(batches_table.open_batches, store.db)
+    if still_open:
+        log.warning(
+            "%d batches of an earlier batch-mode session are still open at the provider; "
+            "their answers are collected only by a run with --mode batch",
+            len(still_open),
+        )
+    return resumed
+
+
 async def open_context(
     config: Config,
     inputs: RunInputs,
@@ -313,38 +287,13 @@ async def open_context(
     compared = [s for s in seeds if s.is_classification or not generation.classification_only]
     known = [s.instruction for s in compared] + saved.pooled
     await anyio.to_thread.run_sync(_remember, inputs.chain, known)
-    pool = Pool(
-        seeds,
-        saved.accepted,
-        target=config.run.target,
-        filtered=saved.pooled,
-        machine_pool=generation.machine_pool,
-        pending=len(saved.resumed.pending),
-        undecided=len(saved.resumed.candidates()),
-        classification_only=config.generation.classification_only,
-        max_deferred=config.run.queue_size,
-    )
+    pool = _pool(config, seeds, saved)
     counters = CounterBuffer()
     count_to = getattr(endpoints, "count_to", None)
     if count_to is not None:
         count_to(counters.count)  # the HTTP client's context-length shrinks, for instance
     db = StoreCalls(counters, inline=not store.waits_for_disk)
-    resumed = saved.resumed
-    if isinstance(endpoints, BatchClient):
-        # Before the first stage asks: requests of earlier sessions wait on their batches.
-        await endpoints.recover(store, db, counters)
-        replay = endpoints.unclaimed(names.GENERATE_INSTRUCTIONS)
-        resumed = replace(resumed, replay=replay, claim=endpoints.claim)
-        if replay:
-            log.info("batch mode: replaying %d generation answers of earlier sessions", len(replay))
-    else:
-        still_open = await db(batches_table.open_batches, store.db)
-        if still_open:
-            log.warning(
-                "%d batches of an earlier batch-mode session are still open at the provider; "
-                "their answers are collected only by a run with --mode batch",
-                len(still_open),
-            )
+    resumed = await _earlier_batches(endpoints, store, db, counters, saved.resumed)
     run = config.run
     ctx = RunContext(
         config=config,
@@ -354,7 +303,14 @@ async def open_context(
             seeds, config.classification.demonstrations
         ),
         instance_demonstrations=inputs.demonstrations,
-        client=LedgerClient(endpoints, store, db, counters.count, _ledger_namespace(config)),
+        client=LedgerClient(
+            endpoints,
+            store,
+            db,
+            counters.count,
+            ledger_namespace(config),
+            answer_formats=answer_formats_apply(config),
+        ),
         store=store,
         db=db,
         counters=counters,

@@ -21,7 +21,7 @@ import math
 import time
 from typing import Protocol
 
-from ..client.pacing import TokenBucket
+from ..client.rate_limit import TokenBucket
 from .settings import SimulatorSettings
 
 _EPS = 1e-9

@@ -3,8 +3,9 @@
 Rejections are the common outcome (most candidates of a long run are too similar to the
 pool), so they are not committed one by one: a response's rejections wait in memory and go
 into the checkpoint with the next candidate of that response that passes, or with the
-response's end. A decision is committed together with its counters or not at all, and the
-pool, the counters and the plugins hear of it only once it is committed; rejections never
+response's end (which rides with the last candidate's commit when that one passes). A
+decision is committed together with its counters or not at all, and the pool, the
+counters and the plugins hear of it only once it is committed; rejections never
 change what later candidates are checked against, so deciding before committing them
 decides the same. A crash loses only uncommitted decisions, of a response the checkpoint
 still holds as unprocessed, which a resume filters again.
@@ -41,13 +42,15 @@ async def filter_instructions(
     async with receive, send:
         async for candidate in receive:
             batch = waiting.setdefault(candidate.request_no, _Undecided())
+            ended = False  # whether the response's end is committed already
             if candidate.resumed and await ctx.db(ctx.store.is_decided, candidate.id):
                 batch.already += 1
             else:
-                await _decide(ctx, candidate, batch, send)
+                ended = await _decide(ctx, candidate, batch, send)
             if candidate.last:
                 del waiting[candidate.request_no]
-                await _commit(ctx, candidate.request_no, batch, None, processed=True)
+                if not ended:
+                    await _commit(ctx, candidate.request_no, batch, None, processed=True)
 
 
 async def _decide(
@@ -55,7 +58,8 @@ async def _decide(
     candidate: Candidate,
     batch: _Undecided,
     send: MemoryObjectSendStream[PendingTask],
-) -> None:
+) -> bool:
+    """Decide ``candidate``; True when that committed the end of its response too."""
     rejection = await ctx.chain.check_instruction(candidate.instruction)
     if rejection is not None:
         batch.records.append(
@@ -69,14 +73,16 @@ async def _decide(
         )
         name = names.rejected("instruction", rejection.filter)
         batch.counts[name] = batch.counts.get(name, 0) + 1
-        return
+        return False
     pending = PendingTask(id=candidate.id, instruction=candidate.instruction)
-    await _commit(ctx, candidate.request_no, batch, pending, processed=False)
+    # The last candidate of a response commits the response's end with it: one commit.
+    await _commit(ctx, candidate.request_no, batch, pending, processed=candidate.last)
     # Remembered once stored: the live pool never holds an instruction a resume would not
     # read back. This task is the only one checking, so nothing is checked in between.
     ctx.chain.remember(candidate.instruction)
     ctx.pool.decided(True, candidate.instruction)
     await send.send(pending)
+    return candidate.last
 
 
 async def _commit(

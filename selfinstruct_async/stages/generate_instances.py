@@ -9,7 +9,6 @@ instance filters, and the answer counts as useless for the run's guard.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -24,6 +23,7 @@ from ..run.failures import REQUEST_REFUSED, RequestFailed
 from ..run.retry_queue import RetryQueue
 
 STAGE = names.GENERATE_INSTANCES
+_UNUSED = random.Random(0)
 
 
 async def generate_instances(
@@ -40,8 +40,13 @@ async def generate_instances(
     async with receive, send:
         async for task in receive:
             is_classification = bool(task.is_classification)
-            rng = random.Random(f"{ctx.config.run.seed}:{task.id}")
-            demonstrations = ctx.instance_demonstrations.pick(is_classification, rng)
+            demonstrations = ctx.instance_demonstrations.pick(
+                is_classification,
+                # Fixed demonstrations use no generator: none is seeded (a SHA-512 each).
+                _UNUSED
+                if ctx.instance_demonstrations.fixed
+                else random.Random(f"{ctx.config.run.seed}:{task.id}"),
+            )
             prompt = build_instance_prompt(
                 task.instruction,
                 is_classification,
@@ -53,9 +58,7 @@ async def generate_instances(
             answer_format = usable_format(
                 OUTPUT_FIRST if is_classification else INPUT_FIRST, ctx.templates
             )
-            result = await ctx.complete(
-                replace(prompt.request(STAGE, cfg), answer_format=answer_format)
-            )
+            result = await ctx.complete(prompt.request(STAGE, cfg, answer_format=answer_format))
             if isinstance(result, RequestFailed):
                 if result.permanent:
                     await ctx.reject_task(task, REQUEST_REFUSED, result.reason())
@@ -78,6 +81,6 @@ async def generate_instances(
                     bound,
                     templates=ctx.templates,
                 )
-            ctx.answered(STAGE, bool(instances), result.text)
+            ctx.answered(STAGE, bool(instances), result.text, replayed=result.replayed)
             ctx.count(names.INSTANCES_GENERATED, len(instances))
             await send.send((task, tuple(instances)))

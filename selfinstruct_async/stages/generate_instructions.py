@@ -7,12 +7,14 @@ instruction in it counts as useless for the run's guard.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from collections.abc import Sequence
 
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import counters as names
 from ..answer_formats import NUMBERED_LIST, usable_format
+from ..client.protocol import Completion
+from ..config import GenerationConfig
 from ..paper_parsers import parse_instructions_paper
 from ..parsing import parse_instructions
 from ..prompts import build_instruction_prompt
@@ -49,27 +51,10 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.pool.start_generation()
             items: list[str] = []
             try:
-                request = prompt.request(STAGE, cfg)
                 answer_format = usable_format(NUMBERED_LIST, ctx.templates)
-                result = await ctx.complete(replace(request, answer_format=answer_format))
+                result = await ctx.complete(prompt.request(STAGE, cfg, answer_format=answer_format))
                 if not isinstance(result, RequestFailed):
-                    if cfg.parser == "paper":
-                        items = parse_instructions_paper(
-                            result.text,
-                            result.finish_reason,
-                            on_truncated=cfg.on_truncated,
-                            capitalize=cfg.capitalize,
-                        )
-                    else:
-                        items = parse_instructions(
-                            result.text,
-                            len(demonstrations) + 1,
-                            result.finish_reason,
-                            cfg.max_number,
-                            known=demonstrations,
-                            on_truncated=cfg.on_truncated,
-                            capitalize=cfg.capitalize,
-                        )
+                    items = read_instructions(cfg, result, demonstrations)
             finally:
                 ctx.pool.end_generation(len(items))
             if isinstance(result, RequestFailed):
@@ -77,10 +62,33 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.count(names.INSTRUCTIONS_GENERATED, len(items))
             if not items:
                 ctx.count(names.INSTRUCTIONS_UNPARSEABLE)
-            ctx.answered(STAGE, bool(items), result.text)
+            ctx.answered(STAGE, bool(items), result.text, replayed=result.replayed)
             await ctx.db(ctx.store.add_generation, request_no, items)
             for candidate in candidates_of(request_no, items):
                 await send.send(candidate)
+
+
+def read_instructions(
+    cfg: GenerationConfig, result: Completion, demonstrations: Sequence[str]
+) -> list[str]:
+    """The instructions in an answer to a prompt listing ``demonstrations``, read by the
+    configured parser (``generation.parser``); batch mode's replay reads with it too."""
+    if cfg.parser == "paper":
+        return parse_instructions_paper(
+            result.text,
+            result.finish_reason,
+            on_truncated=cfg.on_truncated,
+            capitalize=cfg.capitalize,
+        )
+    return parse_instructions(
+        result.text,
+        len(demonstrations) + 1,
+        result.finish_reason,
+        cfg.max_number,
+        known=demonstrations,
+        on_truncated=cfg.on_truncated,
+        capitalize=cfg.capitalize,
+    )
 
 
 def candidates_of(request_no: int, items: list[str], *, resumed: bool = False) -> list[Candidate]:

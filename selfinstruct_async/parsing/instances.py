@@ -1,265 +1,18 @@
-"""Tolerant readers for the answers to the prompts built in :mod:`selfinstruct_async.prompts`.
+"""Reading the instances (input/output pairs, or labels with their inputs) of an answer.
 
-Completion models continue the prompt; chat models answer it, with the habits that come
-with that: a friendly preamble, markdown numbering and bold labels, renumbering from 1,
-code fences, a closing offer of more help. The parsers accept both, never raise on
-garbage (they return what they could read, possibly nothing) and apply no content
-filters: judging instructions and instances is the filter plugins' job.
+The fields are named by the prompt's templates (``Input:``, ``Output:``, ``Class label:``,
+``Example 1``); answers written without them, or under each field's own name, are read too.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from .prompts import DEFAULT_TEMPLATES, PromptTemplates, one_line
-from .records import Instance
-
-__all__ = ["OnTruncated", "parse_classification", "parse_instances", "parse_instructions"]
-
-# What to do with an answer cut off by the token limit: drop all of it (the paper) or only
-# its last, possibly cut, item (Alpaca).
-OnTruncated = Literal["drop_response", "drop_last"]
-
-_NEWLINES = re.compile(r"\r\n?")
-_MARKUP = r"(?:\*\*|__|\*|_)?"
-# "10. x", "10) x", "(10) x", "**10.** x", "### 10. x", "Task 10: x", "#10 - x".
-_NUMBERED = re.compile(
-    r"^(?:[#>]\s*)*(?:[-*+]\s+)?" + _MARKUP + r"\s*(?:(?:task|instruction|item)\s*#?\s*|#\s*)?"
-    r"\(?(\d{1,3})\s*(?:[.):]|\s-)" + _MARKUP + r"(?:\s+|$|(?=(?-i:[A-Z])))(.*)$",
-    re.IGNORECASE,
-)
-_BULLET = re.compile(r"^(?:>\s*)?[-*+\u2022]\s+(.*)$")
-_HEADING = re.compile(r"^(?:#{1,6}\s|(?:-{3,}|\*{3,}|_{3,}|={3,})\s*$)")
-_FENCE = re.compile(r"^\s*(?:```|~~~)")
-_BOLD_TITLE = re.compile(r"^(?:\*\*|__)([^*_]{1,80}?)(?:\*\*|__)\s*[:\-\u2013\u2014]\s*(.+)$")
-_INLINE_BOLD = re.compile(r"\*\*(\S(?:.*?\S)?)\*\*")
-_LABEL_PREFIX = re.compile(r"^(?:instruction|task|new task)\s*:\s*", re.IGNORECASE)
-_CLOSERS = re.compile(
-    r"^(?:let me know|i hope|hope (?:this|these)|feel free|these tasks|these examples|"
-    r"these instructions|would you like|if you(?:'d| would)? like|if you need|i can (?:also )?|"
-    r"note:|enjoy|happy to|do you want|want me to)",
-    re.IGNORECASE,
-)
-_PREAMBLE = re.compile(
-    r"^(?:(?:sure|certainly|of course|okay|ok|absolutely|great|alright)\b\s*[!,.]|"
-    r"here(?:'s| is| are) (?:some|more|a few|another|additional|my|\d+\b|"
-    r"the (?:rest|continuation|next|following))|"
-    r"below (?:are|is)\b)",
-    re.IGNORECASE,
-)
-_QUOTES = {'"': '"', "\u201c": "\u201d", "'": "'", "`": "`"}
-
-
-def _lines(text: str) -> list[str]:
-    return _NEWLINES.sub("\n", text).split("\n")
-
-
-def _strip_outer_markup(text: str) -> str:
-    """Drop emphasis or quotes wrapping the whole item, and chat-style bold titles."""
-    text = text.strip()
-    for _ in range(3):
-        before = text
-        match = _BOLD_TITLE.match(text)
-        if match and len(match.group(1).split()) <= 6:
-            text = match.group(2).strip()
-        for mark in ("**", "__", "*", "_"):
-            if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
-                inner = text[len(mark) : -len(mark)]
-                if mark not in inner:
-                    text = inner.strip()
-        close = _QUOTES.get(text[:1])
-        if close and len(text) > 2 and text.endswith(close) and close not in text[1:-1]:
-            text = text[1:-1].strip()
-        text = _LABEL_PREFIX.sub("", text)
-        text = _INLINE_BOLD.sub(r"\1", text)
-        if text == before:
-            break
-    return text
-
-
-@dataclass(slots=True)
-class _Item:
-    number: int | None
-    parts: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Listing:
-    """An instruction answer split into its unnumbered opening and its list items."""
-
-    lead: list[str] = field(default_factory=list)
-    items: list[_Item] = field(default_factory=list)
-    ended_early: bool = False  # a closing remark ended the list before the text did
-
-
-def parse_instructions(
-    text: str,
-    first_number: int,
-    finish_reason: str | None,
-    max_number: int = 16,
-    *,
-    known: Sequence[str] = (),
-    on_truncated: OnTruncated = "drop_response",
-    capitalize: bool = False,
-) -> list[str]:
-    """The new instructions in an answer to an instruction prompt ending in ``first_number.``.
-
-    Items numbered ``max_number`` or above are not read, nor more than
-    ``max_number - first_number`` items in all. An answer cut off by the token limit
-    (``finish_reason == "length"``) gives nothing with ``on_truncated="drop_response"`` (the
-    paper's rule); with ``"drop_last"`` (Alpaca's) only its last item is dropped, unless
-    another item followed it. Items equal to one of ``known`` (the demonstrations, which chat
-    models sometimes repeat) are skipped. ``capitalize`` applies :meth:`str.capitalize`, as
-    the original does, lower-casing the rest of each item.
-    """
-    if on_truncated not in ("drop_response", "drop_last"):
-        raise ValueError(
-            f"on_truncated must be 'drop_response' or 'drop_last', not {on_truncated!r}"
-        )
-    if max_number - first_number <= 0:
-        return []
-    if finish_reason == "length" and on_truncated == "drop_response":
-        return []
-    listing = _read_listing(text)
-    _number_the_lead(listing, first_number)
-    items = _new_instructions(listing, first_number, finish_reason, max_number, known)
-    return [item.capitalize() for item in items] if capitalize else items
-
-
-def _read_listing(text: str) -> _Listing:
-    """Split an answer into items: numbered lines, bullets and the lines continuing them."""
-    listing = _Listing()
-    lead, items = listing.lead, listing.items
-    blank_before = False
-    for raw in _lines(text):
-        line = raw.strip()
-        if not line:
-            blank_before = True
-            continue
-        numbered = _NUMBERED.match(line)
-        bullet = None if numbered else _BULLET.match(line)
-        if numbered:
-            items.append(_Item(int(numbered.group(1)), [numbered.group(2)]))
-        elif _FENCE.match(line) or _HEADING.match(line):
-            blank_before = True
-            continue
-        elif bullet and not (items and items[0].number is not None):
-            items.append(_Item(None, [bullet.group(1)]))
-        elif (items or lead) and _CLOSERS.match(_strip_outer_markup(line)):
-            listing.ended_early = True
-            break
-        elif items:
-            # Sub-bullets and wrapped lines belong to the item above; a paragraph after a
-            # blank line is commentary between items.
-            if bullet or not blank_before:
-                items[-1].parts.append(bullet.group(1) if bullet else line)
-        elif not blank_before or not lead:
-            lead.append(line)
-        blank_before = False
-    return listing
-
-
-def _number_the_lead(listing: _Listing, first_number: int) -> None:
-    """Make the unnumbered opening item ``first_number`` when it continues the prompt.
-
-    A completion continues right after "N.", so its first item carries no number; a chat
-    answer's unnumbered opening is a preamble instead.
-    """
-    lead, items = listing.lead, listing.items
-    if not lead:
-        return
-    lead_text = " ".join(lead)
-    stripped = _strip_outer_markup(lead_text).rstrip()
-    if _PREAMBLE.match(stripped):
-        return
-    next_number = items[0].number if items else None
-    if stripped.endswith(":"):
-        # Instructions such as "Translate the sentence into French:" end in a colon too;
-        # one is an item exactly when the list goes on with the number after it.
-        is_item = next_number == first_number + 1 or not items
-    else:
-        is_item = next_number in (None, first_number + 1)  # None: bullets follow
-    if is_item:
-        items.insert(0, _Item(first_number, [lead_text]))
-
-
-def _new_instructions(
-    listing: _Listing,
-    first_number: int,
-    finish_reason: str | None,
-    max_number: int,
-    known: Sequence[str],
-) -> list[str]:
-    """The items' texts within the limits, minus repeated demonstrations and a cut-off tail."""
-    items = listing.items
-    limit = max_number - first_number
-    renumbered = bool(items) and items[0].number is not None and items[0].number < first_number
-    known_keys = {one_line(k).rstrip(":").casefold() for k in known}
-    result: list[str] = []
-    followed = listing.ended_early
-    tail_kept = False  # whether the last item read made it into the result
-    expected = first_number
-    for item in items:
-        if len(result) >= limit:
-            followed = True
-            break
-        number = item.number if item.number is not None else expected
-        if not renumbered and number >= max_number:
-            followed = True
-            break
-        expected = number + 1
-        instruction = one_line(_strip_outer_markup(one_line(" ".join(item.parts))))
-        tail_kept = bool(instruction.strip("*_`~#> ")) and (
-            instruction.rstrip(":").casefold() not in known_keys
-        )
-        if tail_kept:
-            result.append(instruction)
-    if finish_reason == "length" and tail_kept and not followed:
-        result.pop()
-    return result
-
-
-_YES_NO_START = re.compile(r"^(yes|no)\b", re.IGNORECASE)
-_ANSWER_LABEL = re.compile(
-    r"^(?:(?:final\s+)?answer|a|output|label|classification|response|result)\s*[:\-]\s*",
-    re.IGNORECASE,
-)
-_ANSWER_IS = re.compile(
-    r"\banswer\s*(?:is|would be|:)\s*[:\-]?\s*[*_\"'`]*\s*(yes|no)\b", re.IGNORECASE
-)
-_WORD_YES = re.compile(r"\byes\b", re.IGNORECASE)
-_WORD_NO = re.compile(r"\bno\b", re.IGNORECASE)
-_DECORATION = re.compile(r"[*_`#>\"'\u201c\u201d\u2018\u2019\[\]()]+")
-
-
-def parse_classification(text: str) -> bool | None:
-    """``True`` for a Yes, ``False`` for a No, ``None`` when the answer says neither.
-
-    Reads the first line that has words on it ("Yes", "**No**", "Answer: yes."), then an
-    explicit "the answer is ..." anywhere, then a lone yes or no in the text.
-    """
-    text = text[:20000]
-    for raw in _lines(text):
-        line = _DECORATION.sub(" ", raw).strip()
-        if not line:
-            continue
-        line = _ANSWER_LABEL.sub("", line).strip()
-        start = _YES_NO_START.match(line)
-        if start:
-            return start.group(1).lower() == "yes"
-        break
-    answers = _ANSWER_IS.findall(_DECORATION.sub(" ", text))
-    if answers:
-        return bool(answers[-1].lower() == "yes")
-    has_yes = _WORD_YES.search(text) is not None
-    has_no = _WORD_NO.search(text) is not None
-    if has_yes != has_no:
-        return has_yes
-    return None
+from ..prompts import DEFAULT_TEMPLATES, PromptTemplates, one_line
+from ..records import Instance
+from .markup import CLOSERS, FENCE, HEADING, PREAMBLE, split_lines, strip_outer_markup
 
 
 @functools.lru_cache(maxsize=64)
@@ -387,7 +140,7 @@ class _Reader:
             self.pending_input = None
         elif current.kind == "label":
             self.close_label()
-            self.label = one_line(_strip_outer_markup(one_line(" ".join(current.lines))))
+            self.label = one_line(strip_outer_markup(one_line(" ".join(current.lines))))
             self.label_used = False
 
     def close_label(self) -> None:
@@ -454,7 +207,7 @@ def parse_instances(
     """
     if max_instances <= 0:
         return []
-    lines = _lines(text)
+    lines = split_lines(text)
     markers = _Markers.of(templates)
     has_labels = any(markers.label.match(line.strip()) for line in lines)
     has_outputs = any(markers.output.match(line.strip()) for line in lines)
@@ -484,9 +237,9 @@ def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
     for raw in lines:
         line = raw.rstrip()
         stripped = line.strip()
-        if in_fence or _FENCE.match(stripped):
+        if in_fence or FENCE.match(stripped):
             # Inside code nothing is a label: "Output:" may well be part of a program.
-            if _FENCE.match(stripped):
+            if FENCE.match(stripped):
                 in_fence = not in_fence
             if reader.current is not None:
                 reader.current.lines.append(line)
@@ -526,9 +279,9 @@ def _read_line(line: str, reader: _Reader, markers: _Markers, blank_before: bool
             # An output may say "Input:" mid-line; only a label opening it is cut off.
             value, rest = _split_at(match.group(2), markers, inline=False)
             reader.start("output", value)
-        elif blank_before and _CLOSERS.match(_strip_outer_markup(stripped)):
+        elif blank_before and CLOSERS.match(strip_outer_markup(stripped)):
             return True
-        elif blank_before and _HEADING.match(stripped):
+        elif blank_before and HEADING.match(stripped):
             reader.close_field()
         else:
             ended, rest = _read_text(line, reader, markers)
@@ -561,9 +314,9 @@ def _read_text(line: str, reader: _Reader, markers: _Markers) -> tuple[bool, str
             return False, ""
     elif current is None and not reader.after_example:
         # Before any marker only a named field opens an input: other text is a preamble.
-        if named is None or _PREAMBLE.match(stripped) or _CLOSERS.match(stripped):
+        if named is None or PREAMBLE.match(stripped) or CLOSERS.match(stripped):
             return False, ""
-    elif named is None and _CLOSERS.match(_strip_outer_markup(stripped)):
+    elif named is None and CLOSERS.match(strip_outer_markup(stripped)):
         return True, ""
     # A new input: after "Example n" or a class label, or a field name that began one before.
     text = named[1] if named else stripped
@@ -617,9 +370,9 @@ def _clean(lines: list[str], *, output: bool) -> str:
     body = lines[start:end]
     if (
         len(body) >= 2
-        and _FENCE.match(body[0].strip())
+        and FENCE.match(body[0].strip())
         and body[-1].strip() in ("```", "~~~")
-        and not any(_FENCE.match(x.strip()) for x in body[1:-1])
+        and not any(FENCE.match(x.strip()) for x in body[1:-1])
     ):
         return "\n".join(body[1:-1]).strip("\n")
     value = "\n".join(body).strip()
