@@ -51,17 +51,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Classifier:
-    """How this run decides yes or no: ``method`` and, when scored, its calibration.
-
-    ``scorer_counts``: the scorer's requests go through the run's request path, which
-    counts them (the embedded model's scores do not).
-    """
+    """How this run decides yes or no: ``method`` and, when scored, its calibration."""
 
     method: str = "text"
     calibration: Calibration | None = None
     scorer: TextScorer | None = None
     likelihood: LikelihoodPrompts | None = None
-    scorer_counts: bool = False
+
+    @property
+    def scorer_counts(self) -> bool:
+        """Whether the scorer's requests go through the run's request path, which counts
+        them (the embedded model's scores do not)."""
+        return isinstance(self.scorer, CompletionScorer)
 
 
 def scored_request(ctx: RunContext, request: CompletionRequest) -> CompletionRequest:
@@ -79,14 +80,14 @@ async def make_classifier(ctx: RunContext) -> Classifier:
     backend = _inner_client(ctx)
     model = _model_identity(ctx, backend)
     if scoring in ("auto", "likelihood") and isinstance(backend, TextScorer):
-        return await _likelihood_classifier(ctx, backend, model, scorer_counts=False)
+        return await _likelihood_classifier(ctx, backend, model)
     if scoring == "auto":
         return Classifier()
     if scoring == "likelihood":
         if _completions_endpoints(ctx):
             scorer = CompletionScorer(ctx.complete, workers=ctx.config.classification.workers)
             try:
-                return await _likelihood_classifier(ctx, scorer, model, scorer_counts=True)
+                return await _likelihood_classifier(ctx, scorer, model)
             except NoPromptLogprobs as error:
                 log.warning("%s; scoring the yes and no answers instead", error)
             except ScoringRequestFailed as error:
@@ -118,9 +119,7 @@ def _model_identity(ctx: RunContext, backend: object) -> str:
     return "|".join(f"{e.model}@{e.api}" for e in ctx.config.endpoints) or "unknown"
 
 
-async def _likelihood_classifier(
-    ctx: RunContext, scorer: TextScorer, model: str, *, scorer_counts: bool
-) -> Classifier:
+async def _likelihood_classifier(ctx: RunContext, scorer: TextScorer, model: str) -> Classifier:
     prompts = LikelihoodPrompts.from_seeds(
         ctx.seeds, ctx.config.classification.likelihood_demonstrations
     )
@@ -136,7 +135,7 @@ async def _likelihood_classifier(
         calibration = calibrate(scores, labels, key=key, model=model, method="likelihood")
     await ctx.db(save_calibration, ctx.store, calibration)
     _log_calibration(calibration)
-    return Classifier("likelihood", calibration, scorer, prompts, scorer_counts)
+    return Classifier("likelihood", calibration, scorer, prompts)
 
 
 async def _answer_classifier(ctx: RunContext, model: str) -> Classifier:
