@@ -96,6 +96,10 @@ class RunConfig:
     # point, committing without waiting for the disk; "power" also power loss and OS
     # crashes, an fsync per commit (slower). See checkpoint.store.DURABILITY.
     durability: Literal["process", "power"] = "process"
+    # Streaming runs commit the stages' writes in groups, this many seconds after the
+    # first write of a group (a commit costs ten times a write); a killed run loses at
+    # most that much work, which a resume redoes. 0: a commit per write.
+    commit_interval: float = field(default=0.1, metadata=bounds(0.0, 60.0))
     # "stream": requests go out as the stages make them. "batch": through the provider's
     # Batch API in overlapping rounds at the batch price (see [batch]).
     mode: Literal["stream", "batch"] = "stream"

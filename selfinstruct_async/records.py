@@ -15,6 +15,10 @@ class Instance:
     input: str
     output: str
 
+    def to_json(self) -> dict[str, str]:
+        """The JSON object of the checkpoint and ``tasks.jsonl`` (what ``asdict`` gives, faster)."""
+        return {"input": self.input, "output": self.output}
+
 
 @dataclass(frozen=True, slots=True)
 class SeedTask:

@@ -117,3 +117,13 @@ def test_read_only_store_reads_while_a_writer_holds_the_lock(tmp_path: Path) -> 
         accept(writer, 0)
         with Store(tmp_path, read_only=True) as reader:
             assert reader.count_by_status()["accepted"] == 1
+
+
+def test_an_instance_is_stored_as_every_field_it_has_in_order() -> None:
+    """``Instance.to_json`` stands in for ``asdict`` on the hot path: a new field must show."""
+    from dataclasses import asdict, fields
+
+    from selfinstruct_async.records import Instance
+
+    instance = Instance(*(f"value of {f.name}" for f in fields(Instance)))
+    assert list(instance.to_json().items()) == list(asdict(instance).items())

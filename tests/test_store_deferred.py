@@ -145,6 +145,27 @@ async def test_store_calls_run_on_the_loop_thread_only_when_inline(
     assert (thread == threading.get_ident()) is inline
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("inline", [True, False])
+async def test_light_store_calls_give_no_turn_inline_and_still_keep_off_a_threads_store(
+    tmp_path: Path, inline: bool
+) -> None:
+    calls = StoreCalls(CounterBuffer(), inline=inline)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")  # at the first turn given to the other tasks
+
+    with Store(tmp_path) as store:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            thread = await calls.light(lambda: (store.next_request_no(), threading.get_ident())[1])
+            ran.append("after the light call")
+            await calls(store.count_by_status)
+    assert (thread == threading.get_ident()) is inline
+    assert ran[0] == ("after the light call" if inline else "other")
+
+
 class _Slow(BaseFilter):
     """A cpu_bound filter that notes the thread each check ran on."""
 

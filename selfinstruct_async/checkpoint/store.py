@@ -37,7 +37,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -47,6 +46,7 @@ from . import opening, schema, sessions_table, task_rows
 from .deferred_writes import DeferredWrites, KeyPrefixes
 from .run_files import CHECKPOINT, TASKS
 from .tasks_file import TasksWriter
+from .transactions import Transactions
 
 REQUEST_BLOCK = 64
 Durability = Literal["process", "power"]
@@ -59,7 +59,7 @@ _T = TypeVar("_T")
 
 
 def _instances_json(instances: Iterable[Instance]) -> str:
-    return json.dumps([asdict(i) for i in instances], ensure_ascii=False)
+    return json.dumps([i.to_json() for i in instances], ensure_ascii=False)
 
 
 class Store:
@@ -81,6 +81,7 @@ class Store:
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
         self.tasks_file = TasksWriter(self.tasks_path, sync=durability == "power")
+        self._tx = Transactions(self._deferred, self.tasks_file, self._group_lost)
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
@@ -153,7 +154,7 @@ class Store:
         return self.durability == "power"
 
     def close(self) -> None:
-        if self._deferred and not self.read_only:
+        if (self._deferred or self.group_open) and not self.read_only:
             # Writes of a run that ends without another commit (a drained stop).
             with contextlib.suppress(Exception):
                 self.flush()
@@ -185,7 +186,7 @@ class Store:
     def add_counters(self, deltas: Mapping[str, float]) -> None:
         if not deltas:
             return
-        with self._transaction():
+        with self._transaction(grouped=True):
             self._add_counters(deltas)
 
     def _add_counters(self, deltas: Mapping[str, float]) -> None:
@@ -209,27 +210,34 @@ class Store:
 
     # ------------------------------------------------------------ tasks
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        waiting, writes = self._deferred.take()
+    def group_writes(self, on: bool = True) -> None:
+        """Grouped writes join an open transaction until :meth:`commit_group` (.transactions)."""
+        self._tx.grouping = on
+
+    @property
+    def group_open(self) -> bool:
+        """Whether written units wait for :meth:`commit_group`."""
+        db = getattr(self, "db", None)
+        return db is not None and db.in_transaction
+
+    def commit_group(self) -> None:
+        """Commit the units waiting in the open group, if any."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self._deferred.execute(self.db, waiting, writes)
-                yield
-                self.db.execute("COMMIT")
-                waiting, writes = {}, []
-            except BaseException:
-                # SQLITE_FULL and some I/O errors have already rolled back: a second ROLLBACK
-                # would raise "no transaction is active" and hide the cause.
-                if self.db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self.db.execute("ROLLBACK")
-                raise
+            self._tx.commit(self.db)
         except sqlite3.Error as e:
             raise self._write_error("write the checkpoint", e) from None
-        finally:
-            self._deferred.give_back(waiting, writes)  # not committed: with the next commit
+
+    def _group_lost(self) -> None:
+        # Request numbers reserved in the lost group were never stored: reserve anew.
+        self._reserved_until = self._next_request
+
+    @contextlib.contextmanager
+    def _transaction(self, *, grouped: bool = False) -> Iterator[None]:
+        try:
+            with self._tx.unit(self.db, grouped=grouped):
+                yield
+        except sqlite3.Error as e:
+            raise self._write_error("write the checkpoint", e) from None
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """A single write outside :meth:`_transaction`, with the same clear error.
@@ -240,9 +248,11 @@ class Store:
             with self._transaction():
                 self.db.execute(sql, tuple(params))
             return
+        was_open = self.db.in_transaction
         try:
             self.db.execute(sql, tuple(params))
         except sqlite3.Error as e:
+            self._tx.statement_failed(self.db, was_open)
             raise self._write_error("write the checkpoint", e) from None
 
     def add_pending(
@@ -265,7 +275,7 @@ class Store:
         with ``processed``, the response's end, are all committed or none is: one commit per
         passing candidate and per response instead of one per rejection.
         """
-        with self._transaction():
+        with self._transaction(grouped=True):
             if pending is not None:
                 self.db.execute(
                     "INSERT INTO instructions (id, instruction, status, request_no, created) "
@@ -293,7 +303,7 @@ class Store:
     def add_rejections(
         self, rejections: Iterable[RejectionRecord], counters: Mapping[str, float] | None = None
     ) -> None:
-        with self._transaction():
+        with self._transaction(grouped=True):
             self._add_rejections(rejections)
             self._add_counters(counters or {})
 
@@ -316,8 +326,11 @@ class Store:
         counters: Mapping[str, float] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Commit a task's outcome, then append it to ``tasks.jsonl`` when it was accepted."""
-        with self._transaction():
+        """Commit a task's outcome, then append it to ``tasks.jsonl`` when it was accepted.
+
+        Grouped: with the group's commit (see :mod:`.transactions`).
+        """
+        with self._transaction(grouped=True):
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)
             if accepted is not None:
@@ -339,8 +352,8 @@ class Store:
                 )
             self._add_rejections(rejections)
             self._add_counters(counters or {})
-        if accepted is not None:
-            self.tasks_file.append([accepted])
+            if accepted is not None:
+                self._tx.append_after_commit(accepted)
 
     # ------------------------------------------------------------ request ledger
 
@@ -386,8 +399,8 @@ class Store:
         self.flush()
 
     def flush(self) -> None:
-        """Commit every write waiting for a commit, if any."""
-        if self._deferred:
+        """Commit every write waiting for a commit and the open group, if any."""
+        if self._deferred or self.group_open:
             with self._transaction():
                 pass
 
@@ -409,7 +422,9 @@ class Store:
         )
 
     def mark_generation_processed(self, request_no: int) -> None:
-        self._execute("UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,))
+        with self._transaction(grouped=True):
+            sql = "UPDATE generations SET processed = 1 WHERE request_no = ?"
+            self.db.execute(sql, (request_no,))
 
     def unprocessed_generations(self) -> list[tuple[int, list[str]]]:
         self.flush()

@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def task_line(task: Task) -> str:
             "id": task.id,
             "instruction": task.instruction,
             "is_classification": task.is_classification,
-            "instances": [asdict(i) for i in task.instances],
+            "instances": [i.to_json() for i in task.instances],
         },
         ensure_ascii=False,
     )

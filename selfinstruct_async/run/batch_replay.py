@@ -74,8 +74,8 @@ async def replay_generations(
             if not items:
                 ctx.count(names.INSTRUCTIONS_UNPARSEABLE)
             ctx.answered(STAGE, bool(items), result.text)
-            request_no = await ctx.db(ctx.store.next_request_no)
-            await ctx.db(ctx.store.add_generation, request_no, items)
+            request_no = await ctx.db.light(ctx.store.next_request_no)
+            await ctx.db.light(ctx.store.add_generation, request_no, items)
             await claim(request)
             for candidate in candidates_of(request_no, items):
                 await send.send(candidate)

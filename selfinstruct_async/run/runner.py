@@ -51,6 +51,7 @@ from ..records import SeedTask
 from ..seeds import load_seed_tasks, resolve_seeds
 from .answer_guard import AnswerGuard
 from .backends import answer_formats_apply, batch_workers, build_client, ledger_namespace
+from .commit_groups import GroupCommitter, groups_commits
 from .context import RunContext
 from .counter_buffer import CounterBuffer
 from .failures import FailurePolicy
@@ -348,6 +349,9 @@ async def _serve(ctx: RunContext, resumed: Resumed, beside: Beside, stopped_by: 
         batch = getattr(ctx.client, "inner", None)
         if isinstance(batch, BatchClient):
             await tg.start(batch.serve)
+        if groups_commits(ctx.config):
+            committer = GroupCommitter(ctx.store, ctx.db, ctx.config.run.commit_interval)
+            tg.start_soon(committer.run)
         await pipeline.run()
         tg.cancel_scope.cancel()
 
@@ -370,6 +374,7 @@ async def _end_session(
         await ctx.db(store.add_counters, ctx.take_counters())
         if ctx.usage is not None:
             await ctx.db(store.set_meta, "usage", ctx.usage.snapshot())
+        await ctx.db(store.flush)  # the last group too, before the summary says what is done
         counts = await ctx.db(store.count_by_status)
         totals = await ctx.db(store.counters)
         summary = RunSummary(

@@ -27,6 +27,18 @@ class StoreCalls:
         self._counters = counters
         self._limiter = anyio.CapacityLimiter(1)
         self.inline = inline
+        #: Called on the event loop's thread after every call that returns (the group
+        #: committer's wake-up, see ``commit_groups``).
+        self.after: Callable[[], None] | None = None
+
+    async def light(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` for a call that writes memory, not the disk (a write kept for the
+        next commit, a request number): inline, it runs without a turn for the others, which
+        costs more than the call; on a worker thread's store it waits its turn as any call.
+        """
+        if self.inline:
+            return fn(*args)
+        return await self(fn, *args)
 
     async def __call__(self, fn: Callable[..., R], *args: Any) -> R:
         """``fn(*args)``, on a worker thread unless ``inline``.
@@ -37,6 +49,8 @@ class StoreCalls:
         try:
             if self.inline:
                 result = fn(*args)
+                if self.after is not None:
+                    self.after()
                 # A turn for the other tasks, as the hop to a thread gave them, so that a
                 # stage deciding many candidates in a row does not hold up the answers
                 # waiting to be read. Shielded: a cancellation is not delivered here but
@@ -44,7 +58,10 @@ class StoreCalls:
                 # with its result (count what it stored) are never split.
                 await anyio.lowlevel.cancel_shielded_checkpoint()
                 return result
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            result = await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            if self.after is not None:
+                self.after()
+            return result
         except BaseException:
             for arg in args:
                 if isinstance(arg, TakenCounters):

@@ -36,7 +36,7 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
     async with send:
         while True:
             await ctx.pool.wait_until_wanted()
-            request_no = await ctx.db(ctx.store.next_request_no)
+            request_no = await ctx.db.light(ctx.store.next_request_no)
             rng = request_rng(ctx.config.run.seed, request_no)
             demonstrations = ctx.pool.sample_demonstrations(
                 rng, cfg.demonstrations, cfg.machine_demonstrations
@@ -63,7 +63,7 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             if not items:
                 ctx.count(names.INSTRUCTIONS_UNPARSEABLE)
             ctx.answered(STAGE, bool(items), result.text, replayed=result.replayed)
-            await ctx.db(ctx.store.add_generation, request_no, items)
+            await ctx.db.light(ctx.store.add_generation, request_no, items)
             for candidate in candidates_of(request_no, items):
                 await send.send(candidate)
 

@@ -58,7 +58,7 @@ async def identify_classification(
                 answer = await decide(ctx, task, retry)
                 if answer is None:
                     continue  # deferred or rejected: nothing to pass on now
-                await ctx.db(ctx.store.set_classification, task.id, answer)
+                await ctx.db.light(ctx.store.set_classification, task.id, answer)
                 # Counted once stored: a run cancelled in between must not count a lost label.
                 ctx.count(names.classification(answer))
                 task = replace(task, is_classification=answer)
