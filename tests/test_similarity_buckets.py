@@ -108,8 +108,8 @@ def test_a_growing_block_keeps_every_earlier_count() -> None:
     pool = [[rng.randrange(5000) for _ in range(rng.randint(0, 30))] for _ in range(5000)]
     for item in pool:
         buckets.add(item)
-    # 1024 -> 2048 -> 4096 items, then a second block: 256 bytes an item of capacity
-    assert len(buckets) == 5000 and buckets.nbytes == 256 * (4096 + 1024)
+    # 1024 -> 2048 -> 4096 items, then a second block: 256 counts and an offset an item
+    assert len(buckets) == 5000 and buckets.nbytes == 257 * (4096 + 1024)
     for query in pool[::500]:
         items, _ = buckets.over(query, vocabulary=5000, least=len(query) or 1)
         assert pool.index(query) in items.tolist() or not query

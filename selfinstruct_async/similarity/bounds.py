@@ -18,10 +18,21 @@ from typing import Any, NamedTuple
 import numpy as np
 from rapidfuzz.distance import LCSseq
 
-__all__ = ["NEVER", "Needs", "f_from_lcs", "f_vector", "need", "need_by_length", "rouge_l_f"]
+__all__ = [
+    "LANE",
+    "NEVER",
+    "Needs",
+    "credits",
+    "f_from_lcs",
+    "f_vector",
+    "need",
+    "need_by_length",
+    "rouge_l_f",
+]
 
 _MARGIN = 1e-9
 NEVER = 2**31 - 1  # need() of a length that can never score above t (fits int32)
+LANE = 255  # the longest item the byte-lane bucket counts hold (buckets.MAX_ITEM)
 
 
 def f_from_lcs(lcs: int, len_target: int, len_prediction: int) -> float:
@@ -80,6 +91,8 @@ class Needs(NamedTuple):
     table: np.ndarray[Any, Any]  # read-only: the cache shares it
     listed: tuple[int, ...]  # the same values, for a handful of items without numpy
     least: int  # below this nothing of any length can exceed t
+    # need(m, n) >= credits(t)[n] + rest for every reachable n <= LANE (NEVER: none is)
+    rest: int
 
     def of(self, n: int) -> int:
         """need(m, n), or ``NEVER``."""
@@ -89,6 +102,21 @@ class Needs(NamedTuple):
         """``of`` for an array of lengths."""
         needs: np.ndarray[Any, Any] = self.table[np.minimum(lens, len(self.listed) - 1)]
         return needs
+
+
+@lru_cache(maxsize=64)
+def credits(t: float) -> tuple[int, ...]:
+    """For n = 0..LANE: the part of need(m, n, t) an item of n tokens owes to its own length.
+
+    ``floor((t - margin) * n / 2)``, at least 0. ``Needs.rest`` is defined against this
+    table so that ``credits(t)[n] + rest <= need(m, n, t)`` holds by construction (the
+    table's exact values only make the rule tighter or looser, never wrong). The index
+    stores ``credits(t)[LANE] - credits(t)[n]`` beside each item's bucket counts, so a
+    single comparison of the summed bytes applies every item's own length at once
+    (:meth:`.buckets.TokenBuckets.over`). Non-decreasing, and ``credits[LANE] -
+    credits[n] + n <= LANE``: that sum never carries out of a byte.
+    """
+    return tuple(max(0, math.floor((t - _MARGIN) * n / 2)) for n in range(LANE + 1))
 
 
 @lru_cache(maxsize=256)
@@ -103,4 +131,6 @@ def need_by_length(m: int, t: float, cap: int) -> Needs:
     listed.append(NEVER)
     table = np.array(listed, dtype=np.int32)
     table.setflags(write=False)
-    return Needs(table, tuple(listed), min(listed))
+    credit = credits(t)
+    reachable = [r - credit[n] for n, r in enumerate(listed[: LANE + 1]) if r != NEVER]
+    return Needs(table, tuple(listed), min(listed), min(reachable, default=NEVER))

@@ -5,9 +5,10 @@ rapidfuzz (``LCSseq`` on token-id strings, one code point per token) and F is co
 rouge-score's own floating-point expression (:mod:`.bounds`). Everything else only decides
 which pool items need an LCS at all, and only ever skips items whose F provably cannot
 exceed the threshold: an overlap bound for every item from 256 token buckets
-(:mod:`.buckets`, one numpy gather-and-sum), checked against the least LCS each item's
-length needs; the few items left get an exact LCS, most promising first, and the search
-stops at the first hit. Items of over 255 tokens have no counts and are verified whenever
+(:mod:`.buckets`, one numpy gather-and-sum), compared in the same pass with nearly the least
+LCS the item's own length needs (an offset byte per item, :func:`.bounds.credits`), then
+exactly; the few items left get an exact LCS, most promising first, and the search stops at
+the first hit. Items of over 255 tokens have no counts and are verified whenever
 their length could reach the threshold; pools of a few dozen items are simply scanned, one
 C++ LCS pass over the pool.
 """
@@ -24,7 +25,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
 from ..errors import SelfInstructError
-from .bounds import NEVER, Needs, f_from_lcs, f_vector, need_by_length
+from .bounds import LANE, NEVER, Needs, credits, f_from_lcs, f_vector, need_by_length
 from .buckets import TokenBuckets
 from .empty_tokens import EmptyTokensMonitor
 from .settings import OnEmpty, SimilaritySettings, check_threshold
@@ -38,10 +39,10 @@ _MAX_VOCAB = 0x110000 - 1
 # Measured with bench/rouge.py's stream on one core: a C++ scan costs about 6 us plus
 # 0.15 us an item, the bucket bound about 10 us plus 0.005 us an item.
 _SCAN_BELOW = 48
-_FIRST_BATCH = 16  # verified first (a hit is likeliest among them), then in large batches
 _BATCH = 1024
 _FEW = 24  # bucket survivors checked in plain Python up to this many
-_FEW_LCS = 4  # survivors verified one C++ call each up to this many
+# Survivors verified one C++ call each (0.3 us) before batches (4 us a batch + 0.1 an item).
+_ONE_BY_ONE = 16
 
 # Items to verify, best first, and the least need() among them.
 _Survivors = tuple[list[int], int]
@@ -104,6 +105,11 @@ class SimilarityIndex:
         self._last_query: tuple[str | None, list[str]] = (None, [])
         self._scan_below = max(0, scan_below)
         self._buckets = TokenBuckets(block)
+        # Each item's offset byte is what its length lets it off the least LCS it needs at
+        # this threshold; queries at another threshold use the plain bound.
+        self._offsets_at = self.threshold
+        credit = credits(self.threshold)
+        self._offset_of = [credit[LANE] - c for c in credit]
 
     @classmethod
     def from_settings(cls, settings: SimilaritySettings) -> SimilarityIndex:
@@ -132,7 +138,7 @@ class SimilarityIndex:
             self._lens = np.concatenate([self._lens, np.zeros(item, dtype=np.int32)])
         self._lens[item] = len(ids)
         self._max_len = max(self._max_len, len(ids))
-        self._buckets.add(ids)
+        self._buckets.add(ids, self._offset_of[len(ids)] if len(ids) <= LANE else 0)
         return item
 
     def extend(self, texts: Iterable[str]) -> None:
@@ -196,7 +202,11 @@ class SimilarityIndex:
         m = len(ids)
         size = len(self._texts)
         needs = need_by_length(m, t, max(m, self._max_len))
-        near, bounds = self._buckets.over(ids, len(self._vocab), needs.least)
+        if t == self._offsets_at:  # the same items pass; ~25x fewer reach Python
+            cutoff = self._offset_of[0] + needs.rest
+            near, bounds = self._buckets.over(ids, len(self._vocab), cutoff, offsets=True)
+        else:
+            near, bounds = self._buckets.over(ids, len(self._vocab), needs.least)
         self.stats.bounded += size
         if self._buckets.long_items:
             near, bounds = self._add_long_items(near, bounds, needs)
@@ -214,15 +224,14 @@ class SimilarityIndex:
             if not ranked:
                 return None
             return [item for _, item, _ in ranked], min(of(n) for _, _, n in ranked)
-        lens = self._lens[near]
-        required = needs.of_lengths(lens)
-        fits = bounds >= required
-        near, bounds, lens, required = near[fits], bounds[fits], lens[fits], required[fits]
-        self.stats.pruned += size - len(near)
-        if not len(near):
+        required = needs.of_lengths(self._lens.take(near))
+        fits = np.flatnonzero(bounds >= required)
+        self.stats.pruned += size - len(fits)
+        if not len(fits):
             return None
-        order = np.argsort(-bounds.astype(np.int64), kind="stable")
-        return near[order].tolist(), int(required.min())
+        near, bounds = near[fits], bounds[fits]
+        order = np.argsort(bounds.max() - bounds, kind="stable")  # largest bound first
+        return near[order].tolist(), int(required[fits].min())
 
     def _add_long_items(
         self, near: np.ndarray[Any, Any], bounds: np.ndarray[Any, Any], needs: Needs
@@ -244,19 +253,19 @@ class SimilarityIndex:
         items, cutoff = survivors  # cutoff: below every survivor's need, an LCS gives 0
         stats = self.stats
         seqs = self._seqs
-        if len(items) <= _FEW_LCS:  # one C++ call each costs less than setting up a batch
-            for item in items:
-                stats.lcs_computed += 1
-                seq = seqs[item]
-                f = f_from_lcs(int(LCSseq.similarity(query, seq, score_cutoff=cutoff)), len(seq), m)
+        similarity = LCSseq.similarity
+        # One C++ call each for the first few (a third of the hits are the first survivor,
+        # and a call costs a tenth of setting up a batch), then in batches.
+        for item in items[:_ONE_BY_ONE]:
+            stats.lcs_computed += 1
+            lcs = similarity(query, seqs[item], score_cutoff=cutoff)
+            if lcs:
+                f = f_from_lcs(int(lcs), len(seqs[item]), m)
                 if f > t:
                     stats.hits += 1
                     return item, f
-            return None
-        start = 0
-        size = _FIRST_BATCH
-        while start < len(items):
-            batch = items[start : start + size]
+        for start in range(_ONE_BY_ONE, len(items), _BATCH):
+            batch = items[start : start + _BATCH]
             stats.lcs_computed += len(batch)
             lcs_row = process.cdist(
                 [query],
@@ -271,8 +280,6 @@ class SimilarityIndex:
                 if f > t:
                     stats.hits += 1
                     return batch[k], f
-            start += size
-            size = _BATCH
         return None
 
     def _all_lcs(self, query: str, cutoff: int = 0) -> np.ndarray[Any, Any]:
