@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Everything: the tests drive the embedded model and llama.cpp's server too. The first
 # install compiles llama.cpp for a portable CPU baseline (scripts/build-llama.sh, about
 # 7 minutes on 2 cores, with progress); the wheel is kept, so later venvs take seconds.
-EXTRAS ?= dev,local,server,report
+EXTRAS ?= dev,local,server,report,fast
 LLAMA_CPP_VERSION ?= 0.3.36
 export LLAMA_CPP_VERSION
 

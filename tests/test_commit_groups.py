@@ -124,20 +124,46 @@ def test_closing_the_store_commits_the_open_group(tmp_path: Path) -> None:
     assert accepted_ids(tmp_path) == ["t1"] and lines(tmp_path) == 1
 
 
-def test_a_lost_group_takes_its_tasks_and_request_numbers_with_it(tmp_path: Path) -> None:
+def test_a_lost_group_takes_its_tasks_with_it_and_never_its_request_numbers(
+    tmp_path: Path,
+) -> None:
     with Store(tmp_path) as store:
         store.group_writes()
-        numbers = [store.next_request_no() for _ in range(3)]
+        accept(store, 0)
+        store.commit_group()
+        numbers = [store.next_request_no() for _ in range(3)]  # reserved: committed now
         accept(store, 1)
         store.db.execute("ROLLBACK")  # as SQLITE_FULL does to a whole transaction
-        accept(store, 2)  # opens a new group: nothing of the lost one may reach the file
-        store.commit_group()
-        assert store.next_request_no() > max(numbers)
-        store.flush()
-    assert accepted_ids(tmp_path) == ["t2"]
-    assert [json.loads(line)["id"] for line in (tmp_path / "tasks.jsonl").open()] == ["t2"]
+        with pytest.raises(CheckpointError):  # nothing may build on the lost group
+            accept(store, 2)
+    assert accepted_ids(tmp_path) == ["t0"]
+    assert [json.loads(line)["id"] for line in (tmp_path / "tasks.jsonl").open()] == ["t0"]
     with Store(tmp_path) as store:
         assert store.next_request_no() > max(numbers)  # numbers never repeat
+
+
+def test_after_a_lost_group_no_later_write_commits_what_was_made_from_it(tmp_path: Path) -> None:
+    # As a run under a file size limit: the group holding t1's pending row fails to
+    # commit, and the stage that finishes t1 a moment later must not put it in the file.
+    with Store(tmp_path) as store:
+        store.group_writes()
+        store.add_pending(PendingTask("t1", "Write a poem."), 1)
+        store.db.execute("ROLLBACK")  # what SQLITE_IOERR does to the open transaction
+        task = Task("t1", "Write a poem.", False, (Instance("", "A poem."),))
+        with pytest.raises(CheckpointError, match="lost with a failed commit"):
+            store.finish_task("t1", task)
+        with pytest.raises(CheckpointError, match="lost with a failed commit"):
+            store.add_counters({"x": 1})
+    assert accepted_ids(tmp_path) == [] and lines(tmp_path) == 0
+
+
+def test_a_task_without_its_pending_row_is_never_accepted(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        task = Task("t9", "Never recorded.", False, (Instance("", "x"),))
+        with pytest.raises(CheckpointError, match="t9 is not in it"):
+            store.finish_task("t9", task)
+        accept(store, 1)  # the store goes on: nothing was lost
+    assert accepted_ids(tmp_path) == ["t1"] and lines(tmp_path) == 1
 
 
 @pytest.mark.anyio

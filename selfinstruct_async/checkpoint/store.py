@@ -203,7 +203,8 @@ class Store:
         """Number requests across resumes; blocks are reserved so numbers never repeat."""
         if self._next_request >= self._reserved_until:
             self._reserved_until = self._next_request + REQUEST_BLOCK
-            self.set_meta("next_request_no", self._reserved_until)
+            with self._transaction():  # committed before any number of the block is used
+                self.set_meta("next_request_no", self._reserved_until)
         number = self._next_request
         self._next_request += 1
         return number
@@ -326,15 +327,12 @@ class Store:
         counters: Mapping[str, float] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Commit a task's outcome, then append it to ``tasks.jsonl`` when it was accepted.
-
-        Grouped: with the group's commit (see :mod:`.transactions`).
-        """
+        """Commit a task's outcome (grouped), then append it to ``tasks.jsonl`` if accepted."""
         with self._transaction(grouped=True):
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)
             if accepted is not None:
-                self.db.execute(
+                updated = self.db.execute(
                     "UPDATE instructions SET status = 'accepted', is_classification = ?, "
                     "instances = ?, finished = ?, accept_no = "
                     "(SELECT COALESCE(MAX(accept_no), 0) + 1 FROM instructions) WHERE id = ?",
@@ -344,7 +342,9 @@ class Store:
                         time.time(),
                         task_id,
                     ),
-                )
+                ).rowcount
+                if updated != 1:  # its pending row was lost: the file must not get it either
+                    raise CheckpointError(f"{self.db_path}: task {task_id} is not in it")
             else:
                 self.db.execute(
                     "UPDATE instructions SET status = 'rejected', finished = ? WHERE id = ?",

@@ -45,6 +45,7 @@ class Transactions:
         self._on_lost = on_lost  # the store's own state to reset when a group is lost
         self._units = 0
         self._appends: list[Task] = []
+        self._broken = False  # a group of earlier units was lost: refuse further units
         #: Whether grouped units join an open transaction instead of committing each.
         self.grouping = False
 
@@ -63,10 +64,17 @@ class Transactions:
 
         Raises ``sqlite3.Error`` as it comes; the store turns it into a clear error.
         """
-        waiting, writes = self._deferred.take()
         joined = db.in_transaction  # a group is open: this unit goes in it
         if not joined and (self._units or self._appends):
             self._lost()  # a group ended without a commit of ours (rolled back by SQLite)
+        if self._broken:
+            # Later units build on the lost ones (a task's outcome on its pending row): a
+            # commit of theirs would put in the checkpoint what was made from nothing.
+            raise sqlite3.OperationalError(
+                "earlier writes of this session were lost with a failed commit; "
+                "the run must stop and resume"
+            )
+        waiting, writes = self._deferred.take()
         appended = len(self._appends)
         try:
             db.execute("SAVEPOINT unit" if joined else "BEGIN IMMEDIATE")
@@ -135,6 +143,8 @@ class Transactions:
             self._lost()
 
     def _lost(self) -> None:
+        if self._units:
+            self._broken = True
         self._units = 0
         self._appends.clear()
         self._on_lost()

@@ -38,6 +38,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
 from .. import counters as names
 from ..answer_formats import constraint_fields
@@ -52,7 +53,7 @@ from ..errors import (
     TransportError,
 )
 from ..observe.logs import Redactor, url_secrets
-from . import prompt_json
+from . import prompt_json, request_json
 from .endpoint import Endpoint, pool_size
 from .openai_format import parse_completion, request_body
 from .outcomes import Cooldown, record_failure, record_success
@@ -120,7 +121,7 @@ class HTTPClient:
         self.min_max_tokens = min_max_tokens
         self._count: Callable[[str], None] | None = None
         self._context_warned: set[int] = set()  # endpoints (by id) already warned about
-        self._prompts = prompt_json.PromptEncoder(ensure_ascii=True)  # the bodies' prompts
+        self._bodies = request_json.Frames(prompt_json.PromptEncoder(ensure_ascii=True))
 
     def count_to(self, count: Callable[[str], None] | None) -> None:
         """Send the client's run counters (``retries.context_length``) to ``count``.
@@ -234,11 +235,7 @@ class HTTPClient:
             held = reserved[endpoint.config.api]
             key = id(endpoint)
             if key not in bodies:
-                payload = request_body(sent, endpoint.config.model, chat=endpoint.chat)
-                # The server's own field for constrained decoding, when the endpoint has one.
-                constrained = endpoint.config.constrained_decoding
-                payload |= constraint_fields(sent.answer_format, constrained)
-                bodies[key] = prompt_json.dumps(payload, sent.prompt, self._prompts).encode()
+                bodies[key] = self._body(sent, endpoint)
             retrying = attempt > 1 or sent is not request
             sent_at = await endpoint.pacer.acquire(held.total, front=retrying)
             outcome, response = await self._send(endpoint, bodies[key])
@@ -260,6 +257,20 @@ class HTTPClient:
             self.usage.record(request.stage, retries=1)
             avoid = endpoint
             await self._clock.sleep_until(self._clock.now() + delay)
+
+    def _body(self, sent: CompletionRequest, endpoint: Endpoint) -> bytes:
+        """The JSON body of ``sent`` for ``endpoint``, from the frame of its shape."""
+        config = endpoint.config
+
+        def build(prompt: str) -> dict[str, Any]:
+            with_prompt = sent if prompt is sent.prompt else replace(sent, prompt=prompt)
+            payload = request_body(with_prompt, config.model, chat=endpoint.chat)
+            # The server's own field for constrained decoding, when the endpoint has one.
+            return payload | constraint_fields(sent.answer_format, config.constrained_decoding)
+
+        found = request_json.shape(sent)
+        frame = (config.model, endpoint.chat, config.constrained_decoding, found)
+        return self._bodies.dumps(None if found is None else frame, build, sent.prompt).encode()
 
     async def _send(
         self, endpoint: Endpoint, body: bytes

@@ -14,9 +14,9 @@ never as an exception, so the caller decides what a bad answer costs.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from . import fast_json
 from .protocol import Api, Choice, Completion, CompletionRequest, Usage
 from .retry import Failure, FailureKind
 
@@ -66,7 +66,7 @@ def logprob_fields(request: CompletionRequest, *, chat: bool) -> dict[str, Any]:
 def parse_completion(body: bytes, *, chat: bool) -> Completion | Failure:
     """Parse a 2xx body; malformed JSON and empty ``choices`` come back as a Failure."""
     try:
-        payload = json.loads(body)
+        payload = fast_json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return Failure(FailureKind.MALFORMED, f"malformed JSON body: {exc}", 200)
     return parse_payload(payload, chat=chat)
@@ -101,14 +101,18 @@ def parse_payload(payload: Any, *, chat: bool) -> Completion | Failure:
             return Failure(FailureKind.MALFORMED, "a choice has a non-string field", 200)
         index = raw.get("index")
         logprobs = raw.get("logprobs")
-        choice = Choice(
-            text,
-            finish,
-            _top_logprobs(logprobs, chat=chat),
-            () if chat else _token_logprobs(logprobs),
-        )
+        if logprobs is None:  # the usual answer: nothing to read
+            choice = Choice(text, finish)
+        else:
+            choice = Choice(
+                text,
+                finish,
+                _top_logprobs(logprobs, chat=chat),
+                () if chat else _token_logprobs(logprobs),
+            )
         ordered.append((index if isinstance(index, int) else position, choice))
-    ordered.sort(key=lambda pair: pair[0])
+    if len(ordered) > 1:
+        ordered.sort(key=lambda pair: pair[0])
     model = payload.get("model")
     return Completion(
         tuple(c for _, c in ordered),

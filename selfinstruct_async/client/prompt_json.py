@@ -22,11 +22,11 @@ from collections.abc import Callable
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
-__all__ = ["PromptEncoder", "dumps"]
+__all__ = ["MARKER", "PLACEHOLDER", "PromptEncoder", "dumps"]
 
 # No prompt field holds it: two NULs around a name (escaped "\u0000...\u0000" in JSON).
-_PLACEHOLDER = "\x00selfinstruct-prompt\x00"
-_MARKER = json.dumps(_PLACEHOLDER)  # the same with or without ensure_ascii
+PLACEHOLDER = "\x00selfinstruct-prompt\x00"
+MARKER = json.dumps(PLACEHOLDER)  # the same with or without ensure_ascii
 _RECENT = 4  # prompts a new one is compared with (about one per stage)
 
 
@@ -41,6 +41,7 @@ class PromptEncoder:
         self._min_prefix = min_prefix
         self._keep = keep
         self._known: list[tuple[str, str]] = []  # (prefix, its escaped text without quotes)
+        self._opened: dict[str, str] = {}  # escaped prefix -> '"' + it, made once
         # The last prompts, each with its first ``min_prefix`` characters: stages take turns,
         # so the prompt sharing a prefix with this one is seldom the one just before it.
         self._recent: list[tuple[str, str]] = []
@@ -49,6 +50,16 @@ class PromptEncoder:
         """``json.dumps(text, ensure_ascii=...)``."""
         found = self.known(text)
         return self._encode(text) if found is None else found
+
+    def split(self, text: str) -> tuple[str, str]:
+        """``json.dumps(text, ...)`` in two parts: the learnt prefix's escaped text after the
+        opening quote (``'"'`` alone when none applies; the same object for every prompt
+        with that prefix), and the rest (``text`` is learnt from when no prefix applies)."""
+        for prefix, escaped in self._known:
+            if text.startswith(prefix):
+                return self._opened[escaped], self._encode(text[len(prefix) :])[1:]
+        self._learn(text)
+        return '"', self._encode(text)[1:]
 
     def known(self, text: str) -> str | None:
         """``json.dumps(text, ...)`` when ``text`` starts with a learnt prefix, else None
@@ -70,8 +81,10 @@ class PromptEncoder:
                 cut = text.rfind("\n", 0, same) + 1  # after a newline: where a task starts
                 if cut >= least:
                     prefix = text[:cut]
-                    self._known.insert(0, (prefix, self._encode(prefix)[1:-1]))
+                    escaped = self._encode(prefix)[1:-1]
+                    self._known.insert(0, (prefix, escaped))
                     del self._known[self._keep :]
+                    self._opened = {e: self._opened.get(e) or '"' + e for _, e in self._known}
                 break
         self._recent.insert(0, (head, text))
         del self._recent[_RECENT:]
@@ -101,9 +114,9 @@ def dumps(obj: Any, prompt: str, encoder: PromptEncoder, **kwargs: Any) -> str:
     if escaped is None or placed is None:
         return json.dumps(obj, **kwargs)
     text = json.dumps(placed, **kwargs)
-    if text.count(_MARKER) != 1:
+    if text.count(MARKER) != 1:
         return json.dumps(obj, **kwargs)
-    return text.replace(_MARKER, escaped)
+    return text.replace(MARKER, escaped)
 
 
 def _with_placeholder(obj: Any, prompt: str) -> Any:
@@ -113,18 +126,18 @@ def _with_placeholder(obj: Any, prompt: str) -> Any:
             inner = _with_placeholder(value, prompt) if isinstance(value, dict) else None
             if value is prompt or inner is not None:
                 copy = list(obj)
-                copy[i] = _PLACEHOLDER if value is prompt else inner
+                copy[i] = PLACEHOLDER if value is prompt else inner
                 return copy
         return None
     if not isinstance(obj, dict):
         return None
     if obj.get("prompt") is prompt:
-        return obj | {"prompt": _PLACEHOLDER}
+        return obj | {"prompt": PLACEHOLDER}
     messages = obj.get("messages")
     if isinstance(messages, list):
         for i, message in enumerate(messages):
             if isinstance(message, dict) and message.get("content") is prompt:
                 copy = list(messages)
-                copy[i] = message | {"content": _PLACEHOLDER}
+                copy[i] = message | {"content": PLACEHOLDER}
                 return obj | {"messages": copy}
     return None

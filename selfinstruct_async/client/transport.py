@@ -152,8 +152,12 @@ class AiohttpTransport:
                 limit_per_host=self.limit,
                 keepalive_timeout=self._keepalive,
             )
-            # raise_for_status stays off: statuses are the client's to classify.
-            self._session = aiohttp.ClientSession(connector=connector)
+            # raise_for_status stays off: statuses are the client's to classify. No cookie
+            # jar: an API is called with its key, and a provider's cookies (a CDN's, on
+            # every answer) would cost a parse per answer and a lookup per request.
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     async def send(self, request: TransportRequest) -> TransportResponse:
