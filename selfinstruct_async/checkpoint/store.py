@@ -81,7 +81,7 @@ class Store:
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
         self.tasks_file = TasksWriter(self.tasks_path, sync=durability == "power")
-        self._tx = Transactions(self._deferred, self.tasks_file, self._group_lost)
+        self._tx = Transactions(self._deferred, self.tasks_file)
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
@@ -227,10 +227,6 @@ class Store:
             self._tx.commit(self.db)
         except sqlite3.Error as e:
             raise self._write_error("write the checkpoint", e) from None
-
-    def _group_lost(self) -> None:
-        # Request numbers reserved in the lost group were never stored: reserve anew.
-        self._reserved_until = self._next_request
 
     @contextlib.contextmanager
     def _transaction(self, *, grouped: bool = False) -> Iterator[None]:

@@ -14,6 +14,10 @@ nothing is committed without the answers it was made from (they are in the same
 transaction), and ``tasks.jsonl`` only gets a task after its commit. A killed process loses
 at most the group still open, which a resume redoes, asking the model again.
 
+A group that fails to commit (a full disk, an I/O error) takes every unit in it, and the
+store then refuses further units: the stages built on the lost ones (a task's outcome on
+its pending row), and the run must stop and resume from what was committed.
+
 Anything that must be durable on return (a ledger answer put with ``ledger_put``,
 ``flush``, a non-grouped write) commits the open group with it, so nothing waits behind it.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Final
 
 from ..records import Task
@@ -37,12 +41,9 @@ MAX_GROUP: Final = 1000
 class Transactions:
     """Opens, groups and commits the store's units of work on one connection."""
 
-    def __init__(
-        self, deferred: DeferredWrites, tasks_file: TasksWriter, on_lost: Callable[[], None]
-    ) -> None:
+    def __init__(self, deferred: DeferredWrites, tasks_file: TasksWriter) -> None:
         self._deferred = deferred
         self._tasks_file = tasks_file
-        self._on_lost = on_lost  # the store's own state to reset when a group is lost
         self._units = 0
         self._appends: list[Task] = []
         self._broken = False  # a group of earlier units was lost: refuse further units
@@ -147,4 +148,3 @@ class Transactions:
             self._broken = True
         self._units = 0
         self._appends.clear()
-        self._on_lost()
