@@ -11,16 +11,23 @@ The simulator runs in its own process at zero latency with no limits (``python -
 selfinstruct_async.simulator``, its default self-instruct responder), so every CPU second
 this process spends is the client's. In one run (issue 15, items 1, 2 and 5):
 
-a. the bare aiohttp loop (``bench/rpm.py`` scenario 4's): requests per client CPU-second;
+a. the bare aiohttp loop (``bench/rpm.py`` scenario 4's, one short prompt): requests per
+   client CPU-second;
 b. the full pipeline (``selfinstruct_async.run.runner.run`` in-process, high concurrency
    and many workers) from the seeds to ``--tasks`` accepted tasks (default 2,000 so it
    finishes in a few minutes on a 2-core machine; the issue's figure is at 10,000);
 c. the same configuration resumed on a checkpoint grown to ``--pool`` accepted tasks
    (written straight into the store, so building it takes seconds), for ``--grow-tasks``
-   more tasks: cost per candidate instruction when the similarity pool is large.
+   more tasks: cost per candidate instruction when the similarity pool is large;
+a2. the bare loop again, right after b, sending a uniform sample of the request bodies part
+   b sent (``--sample`` of them, reservoir-sampled, replayed in turn): the same requests
+   and answers on the wire, nothing else. Part b's prompts average about 3.6 KB against
+   the short prompt's 0.1 KB, and the bare loop's CPU per request grows with them, so this
+   is the floor part b's own requests have. The sample (about 7 MB at 2,000 bodies) is in
+   the peak RSS printed after b.
 
 Printed: requests, candidate instructions, client CPU seconds, requests per CPU-second and
-the ratio to the bare loop (target >= 0.5), CPU ms per candidate at the small and the big
+the ratios to both bare loops (target >= 0.5), CPU ms per candidate at the small and the big
 pool and their ratio (targets <= 1.2 and <= 0.3 ms), peak RSS (``ru_maxrss``; < 1 GB with a
 200,000-task pool loaded, ``--memory-pool``).
 
@@ -37,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import json
 import logging
 import os
@@ -59,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 from selfinstruct_async import counters as names  # noqa: E402
 from selfinstruct_async.checkpoint.run_files import CHECKPOINT  # noqa: E402
 from selfinstruct_async.checkpoint.store import Store  # noqa: E402
+from selfinstruct_async.client import transport as transport_module  # noqa: E402
 from selfinstruct_async.config import Config, load_config  # noqa: E402
 from selfinstruct_async.plugins import make_plugin_manager  # noqa: E402
 from selfinstruct_async.run import pipeline as pipeline_module  # noqa: E402
@@ -107,6 +116,42 @@ async def _noting_start(self: pipeline_module.Pipeline) -> None:
 pipeline_module.Pipeline.run = _noting_start  # type: ignore[method-assign]
 
 
+class BodySample:
+    """A uniform sample of the request bodies sent while ``on`` (reservoir sampling)."""
+
+    def __init__(self, size: int, seed: int = 3) -> None:
+        self.size = size
+        self.bodies: list[bytes] = []
+        self.seen = 0
+        self.on = False
+        self._rng = random.Random(seed)
+
+    def add(self, body: bytes) -> None:
+        self.seen += 1
+        if len(self.bodies) < self.size:
+            self.bodies.append(body)
+            return
+        slot = self._rng.randrange(self.seen)
+        if slot < self.size:
+            self.bodies[slot] = body
+
+
+_SAMPLE = BodySample(0)
+_send = transport_module.AiohttpTransport.send
+
+
+async def _sampling_send(
+    self: transport_module.AiohttpTransport, request: transport_module.TransportRequest
+) -> transport_module.TransportResponse:
+    """``AiohttpTransport.send``, noting the body (about a microsecond a request)."""
+    if _SAMPLE.on:
+        _SAMPLE.add(request.body)
+    return await _send(self, request)
+
+
+transport_module.AiohttpTransport.send = _sampling_send  # type: ignore[method-assign]
+
+
 def cpu_now() -> float:
     return time.process_time()
 
@@ -117,29 +162,37 @@ def peak_rss_mb() -> float:
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
 
-async def bare_loop(base_url: str, n: int, concurrency: int) -> Measured:
-    """Requests per client CPU-second with nothing but aiohttp and json (scenario 4's)."""
-    body = json.dumps({"model": "sim-model", "prompt": PROMPT, "max_tokens": 16}).encode()
+async def bare_loop(
+    base_url: str, n: int, concurrency: int, bodies: Sequence[bytes] = (), label: str = ""
+) -> Measured:
+    """Requests per client CPU-second with nothing but aiohttp and json (scenario 4's).
+
+    ``bodies`` are sent in turn; without them, scenario 4's one short prompt.
+    """
+    if not bodies:
+        bodies = [json.dumps({"model": "sim-model", "prompt": PROMPT, "max_tokens": 16}).encode()]
     url = f"{base_url}/completions"
+    turn = itertools.cycle(bodies)
 
     async def once(count: int) -> None:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             sem = asyncio.Semaphore(concurrency)
 
-            async def one() -> None:
+            async def one(body: bytes) -> None:
                 async with sem:
                     headers = {"Content-Type": "application/json"}
                     async with session.post(url, data=body, headers=headers) as resp:
                         payload = json.loads(await resp.read())
                         assert payload["choices"][0]["text"] is not None
 
-            await asyncio.gather(*(one() for _ in range(count)))
+            await asyncio.gather(*(one(next(turn)) for _ in range(count)))
 
     await once(min(n, 500))  # warm up connections and imports
     cpu, wall = cpu_now(), time.monotonic()
     await once(n)
-    return Measured("a bare aiohttp loop", n, 0, cpu_now() - cpu, time.monotonic() - wall)
+    label = label or "a bare aiohttp loop, one short prompt"
+    return Measured(label, n, 0, cpu_now() - cpu, time.monotonic() - wall)
 
 
 def pipeline_config(base_url: str, out: Path, target: int, concurrency: int) -> Config:
@@ -235,15 +288,26 @@ async def main_async(args: argparse.Namespace) -> int:
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
+        _SAMPLE.__init__(args.sample)  # type: ignore[misc]
+        _SAMPLE.on = True
         rows.append(
             await pipeline(
                 f"b pipeline to {args.tasks:,} tasks", base_url, small, args.tasks, args.concurrency
             )
         )
+        _SAMPLE.on = False
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
         rss_small = peak_rss_mb()
+        same = await bare_loop(
+            base_url,
+            args.bare_requests,
+            args.concurrency,
+            _SAMPLE.bodies,
+            f"a2 bare loop, {len(_SAMPLE.bodies):,} of b's requests",
+        )
+        rows.append(same)
         big = Path(tmp) / "big"
         big_row: Measured | None = None
         if args.pool:
@@ -274,20 +338,23 @@ async def main_async(args: argparse.Namespace) -> int:
 
     print(
         f"{'part':<44} {'requests':>9} {'cands':>8} {'CPU s':>7} {'load s':>7} {'wall s':>7} "
-        f"{'req/CPU-s':>9} {'vs bare':>7} {'ms/cand':>8}"
+        f"{'req/CPU-s':>9} {'vs a':>5} {'vs a2':>5} {'ms/cand':>8}"
     )
     for r in rows:
-        ratio = r.per_cpu / bare.per_cpu
         ms = f"{r.ms_per_candidate:8.3f}" if r.candidates else f"{'-':>8}"
         print(
             f"{r.label:<44} {r.requests:>9,} {r.candidates:>8,} {r.cpu:>7.1f} {r.load:>7.1f} "
-            f"{r.wall:>7.1f} {r.per_cpu:>9,.0f} {ratio:>7.2f} {ms}"
+            f"{r.wall:>7.1f} {r.per_cpu:>9,.0f} {r.per_cpu / bare.per_cpu:>5.2f} "
+            f"{r.per_cpu / same.per_cpu:>5.2f} {ms}"
         )
     print("(req/CPU-s and ms/cand: pipeline CPU, i.e. CPU s minus load s)")
     small_row = rows[1]
     verdicts = []
-    ratio = small_row.per_cpu / bare.per_cpu
-    verdicts.append(("pipeline req/CPU-s vs bare loop", f"{ratio:.2f}", ">= 0.5", ratio >= 0.5))
+    for name, floor in (("a2, b's own requests", same), ("a, one short prompt", bare)):
+        ratio = small_row.per_cpu / floor.per_cpu
+        verdicts.append(
+            (f"b req/CPU-s vs bare loop {name}", f"{ratio:.2f}", ">= 0.5", ratio >= 0.5)
+        )
     if big_row is not None:
         grow = big_row.ms_per_candidate / small_row.ms_per_candidate
         verdicts.append(
@@ -314,7 +381,7 @@ async def main_async(args: argparse.Namespace) -> int:
         )
     print()
     for name, value, target, passed in verdicts:
-        print(f"{name:<44} {value:>10}  target {target:<8} {'PASS' if passed else 'FAIL'}")
+        print(f"{name:<48} {value:>10}  target {target:<8} {'PASS' if passed else 'FAIL'}")
     return 0 if all(v[3] for v in verdicts) else 1
 
 
@@ -327,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grow-tasks", type=int, default=500, help="tasks added in part c")
     p.add_argument("--memory-pool", type=int, default=0, help="also load a pool this big")
     p.add_argument("--bare-requests", type=int, default=6000)
+    p.add_argument(
+        "--sample", type=int, default=2000, help="request bodies of part b that a2 replays"
+    )
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--profile", metavar="FILE", help="cProfile part b into FILE")
     p.add_argument(
