@@ -52,7 +52,9 @@ class Pool:
         self.generating = 0
         self.deferred = 0
         self.max_deferred = max_deferred
-        self._changed = anyio.Event()
+        # Made by the first waiter and dropped by the next change: most changes have no one
+        # waiting, and an event made for each cost more than the count it guards.
+        self._changed: anyio.Event | None = None
 
     @property
     def accepted(self) -> int:
@@ -72,15 +74,21 @@ class Pool:
 
     async def wait_until_done(self) -> None:
         while not self.done:
-            await self._changed.wait()
+            await self._change()
 
     async def wait_until_wanted(self) -> None:
         while not self.wants_more():
-            await self._changed.wait()
+            await self._change()
+
+    async def _change(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
 
     def sample_demonstrations(self, rng: random.Random, total: int, machine: int) -> list[str]:
         """``machine`` accepted instructions (fewer while the pool is small), the rest human."""
