@@ -178,6 +178,9 @@ class FilterChain:
             passed: list[tuple[int, Instance]] = []
             for (generated, instance), context in zip(survivors, contexts, strict=True):
                 verdict = self._now(f, f.check, instance, context)
+                if verdict is None:
+                    passed.append((generated, instance))
+                    continue
                 if isinstance(verdict, _Pending):
                     verdict = await self._resolve(f, verdict)
                 if verdict is None:
@@ -240,16 +243,18 @@ class FilterChain:
         :meth:`_resolve`; so does the awaitable a plain check returned (awaited, never
         called again).
         """
-        kind = self._kind(f, check)
+        kind = self._kinds.get(id(f)) or self._kind(f, check)
         if kind == "async" or (kind == "cpu" and self._seconds.get(id(f), 0.0) > OFFLOAD_AFTER):
             return _Pending(check, args)
         try:
-            verdict = self._timed(f, check, *args) if kind == "cpu" else check(*args)
+            verdict = check(*args) if kind == "sync" else self._timed(f, check, *args)
         except SelfInstructError:
             raise  # deliberate errors (misconfiguration, say) are not a plugin's bug
         except Exception as error:  # a plugin's bug must not accept the candidate
             return self._failed(f, error)
-        if verdict is not None and inspect.isawaitable(verdict):
+        if verdict is None:  # the usual answer: nothing to await or label
+            return None
+        if inspect.isawaitable(verdict):
             return _Pending(check, args, verdict)
         return self._settled(f, verdict)
 

@@ -308,12 +308,32 @@ def build_instance_prompt(
     )
 
 
-# Demonstrations come from a fixed set (the built-in ones, or the seeds), so each block is
-# rendered once per run and not once per prompt.
-@lru_cache(maxsize=1024)
+# Rendered blocks by the identity of their task and templates. Demonstrations come from a
+# fixed set of objects (the built-in ones, or the seeds): looking a block up by identity
+# skips hashing and comparing a whole SeedTask with its instances, which cost more than
+# the lookup saved. Each entry holds its objects, so their ids cannot be reused while it
+# is there.
+_BLOCKS: dict[tuple[int, bool, int], tuple[SeedTask, PromptTemplates, str]] = {}
+_MAX_BLOCKS = 1024
+
+
 def _demonstration_block(
     demo: SeedTask, is_classification: bool, templates: PromptTemplates
 ) -> str:
+    key = (id(demo), is_classification, id(templates))
+    hit = _BLOCKS.get(key)
+    if hit is not None and hit[0] is demo and hit[1] is templates:
+        return hit[2]
+    block = _render_block(demo, is_classification, templates)
+    if len(_BLOCKS) >= _MAX_BLOCKS:
+        _BLOCKS.clear()
+    _BLOCKS[key] = (demo, templates, block)
+    return block
+
+
+# Equal tasks that are other objects (demonstrations read again) still render once.
+@lru_cache(maxsize=1024)
+def _render_block(demo: SeedTask, is_classification: bool, templates: PromptTemplates) -> str:
     if is_classification:
         body = _output_first_block(demo.instances, templates)
     else:

@@ -8,12 +8,14 @@ Scored on two labelled sets: ``dev.jsonl``, the one the filter was developed on,
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pluggy
 import pytest
+from selfinstruct_plugins import modality, modality_nouns
 from selfinstruct_plugins.modality import NonTextModality
 
 from selfinstruct_async.plugins import Plugins
@@ -128,6 +130,54 @@ def test_tasks_needing_a_non_text_modality_are_rejected_naming_the_need(
     rejection = NonTextModality().check(instruction)
     assert rejection is not None
     assert rejection.reason.startswith(f"needs {need}")
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        "Describe these sketches.",  # "sketch(?:es)?": the plural is no word of the source
+        "Summarize the webpages I sent.",  # "web ?pages?" spelled as one word
+        "Compare the web pages I linked.",
+    ],
+)
+def test_nouns_spelled_with_optional_parts_are_found(instruction: str) -> None:
+    rejection = NonTextModality().check(instruction)
+    assert rejection is not None, instruction
+
+
+def test_the_quick_noun_check_never_skips_an_instruction_the_noun_scans_reject() -> None:
+    # The word check in front of the two slow noun scans must be a superset of them: every
+    # labelled instruction the scans flag holds a noun word (or its singular).
+    rows = load(DATA / "dev.jsonl") + load(DATA / "heldout.jsonl")
+    texts = [row.instruction for row in rows] + [
+        f"{verb} the {noun}." for verb in ("Describe", "Summarize") for noun in _noun_samples()
+    ]
+    flagged = [text for text in texts if modality._pointed_at(text)]
+    assert len(flagged) > 100
+    missed = [text for text in flagged if not modality._names_a_medium(text.lower())]
+    assert missed == []
+
+
+def _noun_samples() -> list[str]:
+    return sorted(
+        spelling.strip()
+        for part in (modality_nouns._SEEN, modality_nouns._DOCS, modality_nouns._WEB_THINGS)
+        for spelling in modality_nouns._spellings(part)
+        if "  " not in spelling and not spelling.startswith(" ")
+    )
+
+
+def test_noun_spellings_are_exactly_what_the_pattern_matches() -> None:
+    spellings = modality_nouns._spellings(r"sketch(?:es)?|web ?pages?|analy[sz]e|x-rays?")
+    assert spellings == {
+        "sketch", "sketches", "web page", "web pages", "webpage", "webpages",
+        "analyse", "analyze", "x-ray", "x-rays",
+    }  # fmt: skip
+    for part in (modality_nouns._SEEN, modality_nouns._HEARD, modality_nouns._DOCS):
+        pattern = re.compile(part)
+        for spelling in modality_nouns._spellings(part):
+            if "\\" not in part or " " not in spelling:
+                assert pattern.fullmatch(spelling), spelling
 
 
 def test_the_reason_quotes_the_words_that_show_the_need() -> None:

@@ -42,12 +42,20 @@ class InstanceControlCharacters(BaseFilter):
     order = 15
 
     def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
-        for field, text in (("input", instance.input), ("output", instance.output)):
-            found = _CONTROL.search(text)
-            if found is not None:
-                char, index = found.group(), found.start()
-                return Rejection(f"{field} holds control character {char!r} at position {index}")
+        # Two searches written out: this runs on every instance, and a loop over
+        # (field, text) pairs cost more than the searches themselves.
+        found = _CONTROL.search(instance.input)
+        if found is not None:
+            return _control_rejection("input", found)
+        found = _CONTROL.search(instance.output)
+        if found is not None:
+            return _control_rejection("output", found)
         return None
+
+
+def _control_rejection(field: str, found: re.Match[str]) -> Rejection:
+    char, index = found.group(), found.start()
+    return Rejection(f"{field} holds control character {char!r} at position {index}")
 
 
 # The prompt's own field labels at a line start: an answer that got away from its format
@@ -74,11 +82,23 @@ class LeakedMarkers(BaseFilter):
 
     def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
         for field, text in (("input", instance.input), ("output", instance.output)):
-            found = _LEAKED.search(text)
+            found = _LEAKED.search(text) if _may_leak(text) else None
             if found is not None:
                 line = found.group().strip()
                 return Rejection(f"{field} holds the prompt's label {line!r} at a line start")
         return None
+
+
+def _may_leak(text: str) -> bool:
+    """False when ``_LEAKED`` cannot match: an ASCII text naming none of its labels.
+
+    Substring tests on the lowered text are much cheaper than the line-start search. Only
+    for ASCII: IGNORECASE also matches letters that ``lower()`` keeps apart ("\u017f").
+    """
+    if not text.isascii():
+        return True
+    low = text.lower()
+    return "input" in low or "output" in low or "label" in low or "task" in low or "example" in low
 
 
 class ColonEnding(BaseFilter):
@@ -117,16 +137,35 @@ class ConflictingOutputs(BaseFilter):
     name = "conflicting_outputs"
     order = 40
 
+    def __init__(self, settings: object = None) -> None:
+        super().__init__(settings)
+        # The verdict depends on the task's instances only, and the chain hands every
+        # instance of a task the same tuple: it is judged once per tuple, not per instance.
+        # One attribute holds the tuple with its verdict, so that the pair is read and
+        # replaced at once; holding the tuple keeps its id from being reused meanwhile.
+        self._judged: tuple[tuple[Instance, ...], Rejection | None] | None = None
+
     def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
-        outputs: dict[str, set[str]] = {}
-        for other in task.instances:
-            if other.input.strip():
-                outputs.setdefault(other.input.strip(), set()).add(other.output.strip())
-        conflicting = [i for i, outs in outputs.items() if len(outs) > 1]
-        if conflicting:
-            first = conflicting[0][:60]
-            return Rejection(f"{len(conflicting)} input(s) with different outputs, e.g. {first!r}")
-        return None
+        judged = self._judged
+        if judged is not None and judged[0] is task.instances:
+            return judged[1]
+        verdict = _conflict(tuple(task.instances))
+        if type(task.instances) is tuple:  # a list could change under the cache
+            self._judged = (task.instances, verdict)
+        return verdict
+
+
+def _conflict(instances: tuple[Instance, ...]) -> Rejection | None:
+    outputs: dict[str, set[str]] = {}
+    for other in instances:
+        given = other.input.strip()
+        if given:
+            outputs.setdefault(given, set()).add(other.output.strip())
+    conflicting = [i for i, outs in outputs.items() if len(outs) > 1]
+    if conflicting:
+        first = conflicting[0][:60]
+        return Rejection(f"{len(conflicting)} input(s) with different outputs, e.g. {first!r}")
+    return None
 
 
 class DuplicateInstance(BaseFilter):
@@ -135,9 +174,27 @@ class DuplicateInstance(BaseFilter):
     name = "duplicate_instance"
     order = 50
 
+    def __init__(self, settings: object = None) -> None:
+        super().__init__(settings)
+        # Per task tuple, held as ConflictingOutputs holds it: where each (input, output)
+        # first occurs. An instance has an identical earlier one exactly when its first
+        # occurrence comes before its own position.
+        self._indexed: tuple[tuple[Instance, ...], dict[tuple[str, str], int]] | None = None
+
     def check(self, instance: Instance, task: InstanceContext) -> Rejection | None:
+        indexed = self._indexed
+        if indexed is not None and indexed[0] is task.instances:
+            first = indexed[1]
+        else:
+            first = {}
+            for position, other in enumerate(task.instances):
+                first.setdefault((other.input.strip(), other.output.strip()), position)
+            if type(task.instances) is tuple:  # a list could change under the cache
+                self._indexed = (task.instances, first)
         key = (instance.input.strip(), instance.output.strip())
-        if any((i.input.strip(), i.output.strip()) == key for i in task.earlier):
+        # len(task.earlier), without building the slice (a negative index slices too).
+        index = task.index if task.index >= 0 else max(len(task.instances) + task.index, 0)
+        if first.get(key, index) < index:
             return Rejection("duplicate of an earlier instance")
         return None
 

@@ -131,10 +131,59 @@ _POINTING = re.compile(
     + r"|\b(?:fig\.|figure)\s*\d",
     re.IGNORECASE,
 )
-# Every word spelled out in the noun patterns above; a text without one of them (or its
-# singular) cannot match _POINTING or _THE_MEDIA, so those two slow scans are skipped.
+
+
+def _spellings(pattern: str) -> set[str]:
+    """Every text the noun ``pattern`` matches, with each ``\\w+``/``\\s`` run as a space.
+
+    Handles what the noun patterns use: letters, ``[..]`` classes, ``(?:..|..)`` groups,
+    ``?``. Words must come from the spellings, not the pattern's source: "sketch(?:es)?"
+    holds the letters "sketch" and "es", never the word "sketches", and a word set read off
+    the source let "Describe these sketches." through.
+    """
+    spellings, end = _expand(pattern, 0)
+    if end != len(pattern):
+        raise ValueError(f"unbalanced ')' at {end} in {pattern!r}")
+    return spellings
+
+
+def _expand(pattern: str, at: int) -> tuple[set[str], int]:
+    """The spellings of the alternation starting at ``at``, up to its closing ``)`` or end."""
+    branches: set[str] = set()
+    current = {""}
+    while at < len(pattern) and pattern[at] != ")":
+        char = pattern[at]
+        if char == "|":
+            branches |= current
+            current, at = {""}, at + 1
+            continue
+        if pattern.startswith("(?:", at):
+            atom, at = _expand(pattern, at + 3)
+            at += 1  # the ")"
+        elif char == "[":
+            close = pattern.index("]", at)
+            atom, at = set(pattern[at + 1 : close]), close + 1
+        elif char == "\\":
+            escaped = pattern[at + 1]
+            atom = {" "} if escaped in "wsd" else {escaped}
+            at += 2
+        else:
+            atom, at = {char}, at + 1
+        if at < len(pattern) and pattern[at] in "+*":
+            at += 1  # only after \\w or \\s here: one space stands for the run
+        if at < len(pattern) and pattern[at] == "?":
+            atom, at = atom | {""}, at + 1
+        current = {head + tail for head in current for tail in atom}
+    return branches | current, at
+
+
+# Every word of every spelling of the noun patterns above; a text without one of them (or
+# its singular) cannot match _POINTING or _THE_MEDIA, so those two slow scans are skipped.
 _NOUN_WORDS = frozenset(
-    re.findall(r"[a-z]+", f"{_MEDIA} {_DOCS} {_WEB_THINGS} figure fig documents reports articles")
+    word
+    for part in (_SEEN, _HEARD, _DOCS, _WEB_THINGS, "figure|fig|documents|reports|articles")
+    for spelling in _spellings(part)
+    for word in re.findall(r"[a-z]+", spelling.lower())
 )
 _WORD = re.compile(r"[a-z]+")
 _DOC_NOUN = re.compile(rf"{_DOCS}|documents?|reports?|articles?", re.IGNORECASE)

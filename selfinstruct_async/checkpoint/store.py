@@ -44,6 +44,7 @@ from ..errors import CheckpointError
 from ..records import Instance, PendingTask, RejectionRecord, Task
 from . import opening, schema, sessions_table, task_rows
 from .deferred_writes import DeferredWrites, KeyPrefixes
+from .group_buffer import META_SQL
 from .run_files import CHECKPOINT, TASKS
 from .tasks_file import TasksWriter
 from .transactions import Transactions
@@ -173,31 +174,29 @@ class Store:
     # ------------------------------------------------------------ meta, counters
 
     def get_meta(self, key: str, default: Any = None) -> Any:
+        """``key``'s value, the one waiting for the open group's commit if there is one."""
+        waiting = self._tx.pending.meta(key)
+        if waiting is not None:
+            return json.loads(waiting)
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value)),
-        )
+        """Set ``key``: with the unit's commit inside one, with the open group's if any, or now."""
+        value_json = json.dumps(value)
+        if not self._tx.pending.set_meta(key, value_json, group_open=self.group_open):
+            self._execute(META_SQL, (key, value_json))
 
     def add_counters(self, deltas: Mapping[str, float]) -> None:
+        """Add to counters, as every unit may: written, summed, by the commit that takes it."""
         if not deltas:
             return
         with self._transaction(grouped=True):
-            self._add_counters(deltas)
-
-    def _add_counters(self, deltas: Mapping[str, float]) -> None:
-        self.db.executemany(
-            "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            list(deltas.items()),
-        )
+            self._tx.pending.add_counters(deltas)
 
     def counters(self) -> dict[str, float]:
-        return {name: value for name, value in self.db.execute("SELECT name, value FROM counters")}
+        """Every counter, with the increments waiting for the open group's commit."""
+        return self._tx.pending.counters(dict(self.db.execute("SELECT name, value FROM counters")))
 
     def next_request_no(self) -> int:
         """Number requests across resumes; blocks are reserved so numbers never repeat."""
@@ -280,7 +279,7 @@ class Store:
                     (pending.id, pending.instruction, request_no, time.time()),
                 )
             self._add_rejections(rejections)
-            self._add_counters(counters or {})
+            self._tx.pending.add_counters(counters or {})
             if processed:
                 self.db.execute(
                     "UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,)
@@ -302,7 +301,7 @@ class Store:
     ) -> None:
         with self._transaction(grouped=True):
             self._add_rejections(rejections)
-            self._add_counters(counters or {})
+            self._tx.pending.add_counters(counters or {})
 
     def _add_rejections(self, rejections: Iterable[RejectionRecord]) -> None:
         rejections = list(rejections)
@@ -347,7 +346,7 @@ class Store:
                     (time.time(), task_id),
                 )
             self._add_rejections(rejections)
-            self._add_counters(counters or {})
+            self._tx.pending.add_counters(counters or {})
             if accepted is not None:
                 self._tx.append_after_commit(accepted)
 

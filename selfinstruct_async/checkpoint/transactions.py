@@ -18,6 +18,12 @@ A group that fails to commit (a full disk, an I/O error) takes every unit in it,
 store then refuses further units: the stages built on the lost ones (a task's outcome on
 its pending row), and the run must stop and resume from what was committed.
 
+Counter increments and ``meta`` values are not written by the unit that makes them: they
+wait in memory (:mod:`.group_buffer`), join the group when the unit succeeds, and are
+written once, summed, right before the commit that takes them (the unit's own in a
+non-grouped unit, the group's otherwise), in the same transaction and with the same
+guarantees.
+
 Anything that must be durable on return (a ledger answer put with ``ledger_put``,
 ``flush``, a non-grouped write) commits the open group with it, so nothing waits behind it.
 """
@@ -31,6 +37,7 @@ from typing import Final
 
 from ..records import Task
 from .deferred_writes import DeferredWrites
+from .group_buffer import GroupBuffer
 from .tasks_file import TasksWriter
 
 #: Units one group holds at most before a grouped write commits it itself: it bounds what a
@@ -47,6 +54,8 @@ class Transactions:
         self._units = 0
         self._appends: list[Task] = []
         self._broken = False  # a group of earlier units was lost: refuse further units
+        #: Counter increments and meta values waiting for the commit that takes them.
+        self.pending = GroupBuffer()
         #: Whether grouped units join an open transaction instead of committing each.
         self.grouping = False
 
@@ -66,7 +75,7 @@ class Transactions:
         Raises ``sqlite3.Error`` as it comes; the store turns it into a clear error.
         """
         joined = db.in_transaction  # a group is open: this unit goes in it
-        if not joined and (self._units or self._appends):
+        if not joined and (self._units or self._appends or self.pending):
             self._lost()  # a group ended without a commit of ours (rolled back by SQLite)
         if self._broken:
             # Later units build on the lost ones (a task's outcome on its pending row): a
@@ -79,15 +88,18 @@ class Transactions:
         appended = len(self._appends)
         try:
             db.execute("SAVEPOINT unit" if joined else "BEGIN IMMEDIATE")
+            self.pending.open_unit()
             try:
                 self._deferred.execute(db, waiting, writes)
                 yield
                 if joined:
                     db.execute("RELEASE unit")
             except BaseException:
+                self.pending.end_unit(succeeded=False)  # rolled back with the unit's rows
                 del self._appends[appended:]
                 self._undo(db, joined)
                 raise
+            self.pending.end_unit(succeeded=True)
             committing = not (grouped and self.grouping and self._units < MAX_GROUP)
             if committing:
                 self._commit(db)
@@ -108,6 +120,8 @@ class Transactions:
 
     def _commit(self, db: sqlite3.Connection) -> None:
         try:
+            # In the transaction it commits: its units' counters go with their rows or not at all.
+            self.pending.write(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -116,6 +130,7 @@ class Transactions:
             self._lost()
             raise
         self._units = 0
+        self.pending.clear()
 
     def _append_committed(self) -> None:
         appends, self._appends = self._appends, []
@@ -148,3 +163,4 @@ class Transactions:
             self._broken = True
         self._units = 0
         self._appends.clear()
+        self.pending.clear()  # their counters and values went with the group's rows

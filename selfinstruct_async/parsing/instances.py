@@ -62,6 +62,7 @@ _FIELD = re.compile(
     r"\s*+(?:\*\*|__)?\s*+[:\uff1a](?:\*\*|__)?(?:\s++(.*))?$"
 )
 _TRAILING_NUMBER = re.compile(r"\s*\d+$")
+_FENCE_MARKS = ("```", "~~~")
 
 
 def _field_line(line: str) -> tuple[str, str] | None:
@@ -160,27 +161,60 @@ class _Markers:
     task: re.Pattern[str]
     example: re.Pattern[str]
     inline: re.Pattern[str]  # Input:, Output: or Class label: in the middle of a line
+    # The spellings ``inline`` looks for (it matches with case): a value holding none of
+    # them is not searched, which most values are.
+    inline_names: tuple[str, ...]
+    # example, task, label, input and output as one alternation, tried in that order: one
+    # match call per line instead of five. ``kinds`` maps the group that closed last (an
+    # alternative's own outer group) to its marker kind and first inner group.
+    any_label: re.Pattern[str]
+    kinds: dict[int, tuple[str, int]]
+    # The class label's names alone, case folded as ``label`` folds them: a text where this
+    # finds nothing has no line that ``label`` matches, and need not be scanned line by line.
+    label_names: re.Pattern[str]
 
     @classmethod
     def of(cls, templates: PromptTemplates) -> _Markers:
-        outputs = (templates.output_label, "output")
-        inputs = (templates.input_label, "input")
-        return cls(
-            label=_label_regex((templates.class_label, "class label", "label")),
-            output=_label_regex(outputs),
-            input=_label_regex(inputs),
-            task=_label_regex((templates.task_label, "task")),
-            example=_example_regex(templates.example_label),
-            inline=_inline_regex(
-                _label_spellings(*inputs, *outputs, templates.class_label, "class label")
-            ),
-        )
+        return _markers_of(templates)
 
     def opens_with_label(self, text: str) -> bool:
-        return any(
-            pattern.match(text)
-            for pattern in (self.example, self.task, self.label, self.input, self.output)
-        )
+        return self.any_label.match(text) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _markers_of(templates: PromptTemplates) -> _Markers:
+    """The markers of ``templates``, built once: every answer of a run uses the same ones."""
+    outputs = (templates.output_label, "output")
+    inputs = (templates.input_label, "input")
+    labels = (templates.class_label, "class label", "label")
+    spellings = _label_spellings(*inputs, *outputs, templates.class_label, "class label")
+    named = {
+        "example": _example_regex(templates.example_label),
+        "task": _label_regex((templates.task_label, "task")),
+        "label": _label_regex(labels),
+        "input": _label_regex(inputs),
+        "output": _label_regex(outputs),
+    }
+    parts: list[str] = []
+    kinds: dict[int, tuple[str, int]] = {}
+    group = 1
+    for kind, pattern in named.items():
+        assert pattern.flags == re.IGNORECASE | re.UNICODE
+        parts.append(f"({pattern.pattern})")
+        kinds[group] = (kind, group + 1)
+        group += 1 + pattern.groups
+    return _Markers(
+        label=named["label"],
+        output=named["output"],
+        input=named["input"],
+        task=named["task"],
+        example=named["example"],
+        inline=_inline_regex(spellings),
+        inline_names=spellings,
+        any_label=re.compile("|".join(parts), re.IGNORECASE),
+        kinds=kinds,
+        label_names=re.compile("|".join(re.escape(n) for n in labels), re.IGNORECASE),
+    )
 
 
 def parse_instances(
@@ -209,12 +243,12 @@ def parse_instances(
         return []
     lines = split_lines(text)
     markers = _Markers.of(templates)
-    has_labels = any(markers.label.match(line.strip()) for line in lines)
-    has_outputs = any(markers.output.match(line.strip()) for line in lines)
-    reader = _Reader(
-        output_first=is_classification and (has_labels or not has_outputs),
-        max_instances=max_instances,
+    # Only a classification answer can be output-first: the lines are scanned for it alone.
+    output_first = is_classification and (
+        (markers.label_names.search(text) is not None and _any_line(markers.label, lines))
+        or not _any_line(markers.output, lines)
     )
+    reader = _Reader(output_first=output_first, max_instances=max_instances)
     ended_early = _read_fields(lines, reader, markers)
     complete = len(reader.instances)
     reader.close_field()
@@ -230,6 +264,11 @@ def parse_instances(
     return reader.instances
 
 
+def _any_line(pattern: re.Pattern[str], lines: list[str]) -> bool:
+    match = pattern.match
+    return any(match(line.strip()) for line in lines)
+
+
 def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
     """Feed an answer's lines to ``reader``; True if something other than its end stopped it."""
     in_fence = False
@@ -237,9 +276,11 @@ def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
     for raw in lines:
         line = raw.rstrip()
         stripped = line.strip()
-        if in_fence or FENCE.match(stripped):
+        # FENCE.match on a stripped line: its leading \s* has nothing left to match.
+        fence = stripped.startswith(_FENCE_MARKS)
+        if in_fence or fence:
             # Inside code nothing is a label: "Output:" may well be part of a program.
-            if FENCE.match(stripped):
+            if fence:
                 in_fence = not in_fence
             if reader.current is not None:
                 reader.current.lines.append(line)
@@ -257,27 +298,29 @@ def _read_fields(lines: list[str], reader: _Reader, markers: _Markers) -> bool:
 
 def _read_line(line: str, reader: _Reader, markers: _Markers, blank_before: bool) -> bool:
     """Read one line, and what follows a marker on it; True when the answer ended there."""
-    while line.strip():
-        stripped = line.strip()
+    stripped = line.strip()
+    while stripped:
         rest = ""
-        if match := markers.example.match(stripped):
+        match = markers.any_label.match(stripped)
+        kind, group = markers.kinds[match.lastindex or 0] if match else ("", 0)
+        if kind == "example":
             reader.start_example()
-            rest = match.group(1)
-        elif markers.task.match(stripped):
+            rest = match.group(group) if match else ""
+        elif kind == "task":
             if reader.instances or reader.current is not None or reader.label:
                 return True  # the model went on to invent another task
-        elif match := markers.label.match(stripped):
+        elif kind == "label":
             if reader.output_first:
-                label, rest = _split_at(match.group(2), markers)
+                label, rest = _split_at(_value(match, group), markers)
                 reader.start("label", label)
             else:
                 reader.start("skip", "")  # not an output-first answer: read past it
-        elif match := markers.input.match(stripped):
-            value, rest = _split_at(match.group(2), markers)
+        elif kind == "input":
+            value, rest = _split_at(_value(match, group), markers)
             reader.start("input", value)
-        elif match := markers.output.match(stripped):
+        elif kind == "output":
             # An output may say "Input:" mid-line; only a label opening it is cut off.
-            value, rest = _split_at(match.group(2), markers, inline=False)
+            value, rest = _split_at(_value(match, group), markers, inline=False)
             reader.start("output", value)
         elif blank_before and CLOSERS.match(strip_outer_markup(stripped)):
             return True
@@ -288,7 +331,14 @@ def _read_line(line: str, reader: _Reader, markers: _Markers, blank_before: bool
             if ended:
                 return True
         line, blank_before = rest, False
+        stripped = line.strip()
     return False
+
+
+def _value(match: re.Match[str] | None, group: int) -> str:
+    """A label's text: the second group of a :func:`_label_regex` alternative."""
+    assert match is not None
+    return match.group(group + 1)
 
 
 def _read_text(line: str, reader: _Reader, markers: _Markers) -> tuple[bool, str]:
@@ -334,10 +384,18 @@ def _split_at(value: str, markers: _Markers, *, inline: bool = True) -> tuple[st
     value = value.strip()
     if markers.opens_with_label(value):
         return "", value
-    match = markers.inline.search(value) if inline else None
+    match = markers.inline.search(value) if inline and _names_one(value, markers) else None
     if match is None:
         return value, ""
     return value[: match.start()].rstrip(" \t,;|"), value[match.start() :].strip()
+
+
+def _names_one(value: str, markers: _Markers) -> bool:
+    # A loop, not any() over a generator: twice as fast, and it runs for most fields.
+    for name in markers.inline_names:  # noqa: SIM110
+        if name in value:
+            return True
+    return False
 
 
 _INPUT_EMPTY = frozenset(
@@ -362,6 +420,8 @@ _OUTPUT_EMPTY = frozenset({"", "none", "no input", "noinput", "empty", "no outpu
 
 def _clean(lines: list[str], *, output: bool) -> str:
     """Trim a field, unwrap a fence around all of it, and turn empty markers into ""."""
+    if len(lines) == 1:  # most fields are one line: no blank edges, no fence around it
+        return _empty_marker(lines[0].strip(), output=output)
     start, end = 0, len(lines)
     while start < end and not lines[start].strip():
         start += 1
@@ -375,7 +435,11 @@ def _clean(lines: list[str], *, output: bool) -> str:
         and not any(FENCE.match(x.strip()) for x in body[1:-1])
     ):
         return "\n".join(body[1:-1]).strip("\n")
-    value = "\n".join(body).strip()
+    return _empty_marker("\n".join(body).strip(), output=output)
+
+
+def _empty_marker(value: str, *, output: bool) -> str:
+    """``value``, or "" when it only says that there is nothing (``<none>``, ``N/A``)."""
     key = value.strip("<>()[]*_`'\". ").casefold()
     if output:
         # "None" can be a real answer; only a marker such as "<none>" means empty.
