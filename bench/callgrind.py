@@ -52,7 +52,7 @@ def child_pipeline(base_url: str, tasks: int, out: Path, sample: Path | None) ->
     """One pipeline run to ``tasks``; prints the requests served, writes the body sample."""
     logging.getLogger("selfinstruct_async").setLevel(logging.ERROR)
     make_plugin_manager()
-    bench._SAMPLE.__init__(2000)  # type: ignore[misc]
+    bench._SAMPLE.reset(2000)
     bench._SAMPLE.on = sample is not None
     served = int(stats(base_url)["requests"])
     asyncio.run(run(bench.pipeline_config(base_url, out, tasks, 64)))

@@ -122,11 +122,16 @@ pipeline_module.Pipeline.run = _noting_start  # type: ignore[method-assign]
 class BodySample:
     """A uniform sample of the request bodies sent while ``on`` (reservoir sampling)."""
 
-    def __init__(self, size: int, seed: int = 3) -> None:
-        self.size = size
+    def __init__(self, size: int = 0, seed: int = 3) -> None:
         self.bodies: list[bytes] = []
-        self.seen = 0
         self.on = False
+        self.reset(size, seed)
+
+    def reset(self, size: int, seed: int = 3) -> None:
+        """Start a new sample of at most ``size`` bodies."""
+        self.size = size
+        self.bodies = []
+        self.seen = 0
         self._rng = random.Random(seed)
 
     def add(self, body: bytes) -> None:
@@ -139,7 +144,7 @@ class BodySample:
             self.bodies[slot] = body
 
 
-_SAMPLE = BodySample(0)
+_SAMPLE = BodySample()
 _send = transport_module.AiohttpTransport.send
 
 
@@ -291,7 +296,7 @@ async def main_async(args: argparse.Namespace) -> int:
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        _SAMPLE.__init__(args.sample)  # type: ignore[misc]
+        _SAMPLE.reset(args.sample)
         _SAMPLE.on = True
         rows.append(
             await pipeline(

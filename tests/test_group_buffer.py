@@ -46,6 +46,12 @@ def committed_meta(run_dir: Path, key: str) -> Any:
     return json.loads(rows[0][0]) if rows else None
 
 
+def assert_committed_tasks(run_dir: Path, n: int) -> None:
+    """The checkpoint holds the counters of ``n`` accepted tasks and the ``n``-th's usage."""
+    assert committed_counters(run_dir) == {"instructions": n, "tasks": n, "instances": n}
+    assert committed_meta(run_dir, "usage") == {"tokens": n}
+
+
 def accept(store: Store, n: int, tokens: int | None = None) -> None:
     """A task's two units, as the stages write them: passed the filters, then accepted."""
     task_id = f"t{n}"
@@ -91,11 +97,9 @@ def test_a_groups_counters_and_meta_are_written_once_right_before_its_commit(
 def test_without_grouping_each_unit_commits_its_own_counters_and_meta(tmp_path: Path) -> None:
     with Store(tmp_path) as store:
         accept(store, 1)
-        assert committed_counters(tmp_path) == {"instructions": 1, "tasks": 1, "instances": 1}
-        assert committed_meta(tmp_path, "usage") == {"tokens": 1}
+        assert_committed_tasks(tmp_path, 1)
         accept(store, 2)
-        assert committed_counters(tmp_path) == {"instructions": 2, "tasks": 2, "instances": 2}
-        assert committed_meta(tmp_path, "usage") == {"tokens": 2}
+        assert_committed_tasks(tmp_path, 2)
         assert not store.group_open
 
 
@@ -109,8 +113,7 @@ def test_reads_in_the_process_see_the_open_groups_counters_and_meta(tmp_path: Pa
         assert store.counters() == {"instructions": 2, "tasks": 5, "instances": 2, "requests": 4}
         assert all(type(v) is float for v in store.counters().values())
         assert store.get_meta("usage") == {"tokens": 50}
-        assert committed_counters(tmp_path) == {"instructions": 1, "tasks": 1, "instances": 1}
-        assert committed_meta(tmp_path, "usage") == {"tokens": 1}
+        assert_committed_tasks(tmp_path, 1)
         store.commit_group()
         # Committed once: the table holds them now, and nothing is counted twice.
         assert store.counters() == committed_counters(tmp_path)
@@ -152,8 +155,7 @@ def test_a_failed_units_counters_and_meta_never_reach_the_checkpoint(tmp_path: P
         assert store.get_meta("usage") == {"tokens": 1}
         accept(store, 2)
         store.commit_group()
-    assert committed_counters(tmp_path) == {"instructions": 2, "tasks": 2, "instances": 2}
-    assert committed_meta(tmp_path, "usage") == {"tokens": 2}
+    assert_committed_tasks(tmp_path, 2)
 
 
 def test_a_lost_group_loses_its_counters_and_meta(tmp_path: Path) -> None:
@@ -168,8 +170,7 @@ def test_a_lost_group_loses_its_counters_and_meta(tmp_path: Path) -> None:
         # The process reads what the checkpoint holds, not what went with the group.
         assert store.counters() == {"instructions": 1, "tasks": 1, "instances": 1}
         assert store.get_meta("usage") == {"tokens": 1}
-    assert committed_counters(tmp_path) == {"instructions": 1, "tasks": 1, "instances": 1}
-    assert committed_meta(tmp_path, "usage") == {"tokens": 1}
+    assert_committed_tasks(tmp_path, 1)
 
 
 def test_a_commit_failing_on_the_counters_takes_the_whole_group(tmp_path: Path) -> None:
@@ -191,8 +192,7 @@ def test_a_commit_failing_on_the_counters_takes_the_whole_group(tmp_path: Path) 
         with pytest.raises(CheckpointError, match="lost with a failed commit"):
             accept(store, 4)
     assert committed(tmp_path, "SELECT id FROM instructions") == [("t1",)]
-    assert committed_counters(tmp_path) == {"instructions": 1, "tasks": 1, "instances": 1}
-    assert committed_meta(tmp_path, "usage") == {"tokens": 1}
+    assert_committed_tasks(tmp_path, 1)
     assert len((tmp_path / "tasks.jsonl").read_text().splitlines()) == 1
 
 
@@ -204,8 +204,7 @@ def test_a_group_committed_at_max_group_takes_the_counters_of_its_units(
         store.group_writes()
         accept(store, 1)
         accept(store, 2)  # its fourth unit commits the group, with its own counters
-        assert committed_counters(tmp_path) == {"instructions": 2, "tasks": 2, "instances": 2}
-        assert committed_meta(tmp_path, "usage") == {"tokens": 2}
+        assert_committed_tasks(tmp_path, 2)
         assert not store.group_open
 
 
