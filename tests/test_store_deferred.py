@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -193,6 +194,35 @@ async def test_cpu_bound_checks_leave_the_loop_only_once_they_take_long(
         assert await chain.check_instruction(text) is None
     on_loop = [t == threading.get_ident() for t in slow.threads]
     assert on_loop == [offload_after > 0] * 3
+
+
+class _OnceSlowThenWaiting(_Slow):
+    """One check burns 0.2 s of CPU; every later one takes none but waits 3 ms.
+
+    The wait stands for a worker thread waiting for the GIL while the loop runs: wall
+    time that the check itself does not cost.
+    """
+
+    def check(self, instruction: str) -> None:
+        super().check(instruction)
+        if len(self.threads) == 1:
+            burn_until = time.thread_time() + 0.2
+            while time.thread_time() < burn_until:
+                pass
+        else:
+            time.sleep(0.003)
+
+
+@pytest.mark.anyio
+async def test_a_check_sent_to_a_thread_by_one_slow_call_comes_back_to_the_loop() -> None:
+    waiting = _OnceSlowThenWaiting()
+    chain = FilterChain([waiting])
+    for n in range(200):
+        assert await chain.check_instruction(f"candidate {n}") is None
+    on_loop = [t == threading.get_ident() for t in waiting.threads]
+    assert on_loop[0] and not on_loop[1]  # the slow call sent the next ones to a thread
+    # Its CPU average decays while on the thread, however long the waits there are.
+    assert all(on_loop[-100:])
 
 
 def _run_command(out: Path, base_url: str, target: int) -> list[str]:
