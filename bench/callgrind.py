@@ -15,7 +15,15 @@ Each figure is a difference of two runs, so start-up, imports and warm-up cancel
 - bare loop (a): ``bench/pipeline.py``'s bare aiohttp loop, one short prompt, the larger
   request count minus the smaller;
 - bare loop (a2): the same loop on a uniform sample of the bodies the smaller pipeline run
-  sent (as part a2 of ``bench/pipeline.py``).
+  sent (as part a2 of ``bench/pipeline.py``);
+- with ``--in-process``, the pipeline without sockets: the same configuration, its HTTP
+  transport swapped for a :class:`~selfinstruct_async.client.transport.MockTransport` that
+  answers each request in this process with the simulator's own responder (one loop turn
+  per request, as a real answer takes). The responder's instructions are not the
+  client's: every run is made twice, once computing each answer once and once computing it
+  twice (the second copy thrown away), and the difference, the responder's share, is
+  taken off. What is left is the client's cost per request with no HTTP at all: the
+  stages, filters, store, request layers and event loop.
 
 The simulator runs in its own process, outside valgrind. valgrind must be installed
 (``apt install valgrind``); without it the script says so and exits with status 2. To
@@ -61,6 +69,51 @@ def child_pipeline(base_url: str, tasks: int, out: Path, sample: Path | None) ->
         sample.write_bytes(b"\n".join(bench._SAMPLE.bodies))
 
 
+def child_in_process(tasks: int, out: Path, answers: int) -> None:
+    """``child_pipeline`` on a MockTransport whose handler answers ``answers`` times each."""
+    import json
+
+    import anyio.lowlevel
+
+    from selfinstruct_async.client import http
+    from selfinstruct_async.client.transport import (
+        MockTransport,
+        TransportRequest,
+        TransportResponse,
+    )
+    from selfinstruct_async.simulator.responder import respond
+
+    served = 0
+
+    def answer(body: bytes, seed: int) -> bytes:
+        call = json.loads(body)
+        text, finish = respond(
+            call["prompt"], "", chat=False, max_tokens=call.get("max_tokens", 16), seed=seed
+        )
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        used = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        payload = {"id": f"cmpl-{seed}", "object": "text_completion", "created": 0,
+                   "model": "sim-model", "choices": [choice], "usage": used}  # fmt: skip
+        return json.dumps(payload).encode()
+
+    async def handler(request: TransportRequest) -> TransportResponse:
+        nonlocal served
+        await anyio.lowlevel.checkpoint()  # an answer over a socket takes a loop turn
+        served += 1
+        for _ in range(answers):
+            body = answer(request.body, served)
+        return TransportResponse(200, {"content-type": "application/json"}, body)
+
+    def transport(*, limit: int) -> MockTransport:
+        return MockTransport(handler)
+
+    http.AiohttpTransport = transport  # type: ignore[attr-defined, assignment]
+    logging.getLogger("selfinstruct_async").setLevel(logging.ERROR)
+    make_plugin_manager()
+    asyncio.run(run(bench.pipeline_config("http://127.0.0.1:9/v1", out, tasks, 64)))
+    print("REQUESTS", served)
+
+
 def child_bare(base_url: str, requests: int, sample: Path | None) -> None:
     """The bare loop for ``requests`` (after its own warm-up), on the sample if given."""
     bodies = sample.read_bytes().split(b"\n") if sample is not None else []
@@ -91,15 +144,36 @@ def per_request(small: tuple[int, int], big: tuple[int, int]) -> float:
     return (big[0] - small[0]) / (big[1] - small[1])
 
 
+def in_process(small_tasks: int, big_tasks: int, tmp: Path) -> tuple[str, float, int]:
+    """The pipeline answered in-process, the responder's instructions taken off."""
+    cost = {}
+    for answers in (1, 2):
+        runs = [
+            under_callgrind(["in-process", str(answers), str(n), f"{tmp}/in{answers}-{n}"])
+            for n in (small_tasks, big_tasks)
+        ]
+        cost[answers] = per_request(*runs)
+    # Runs answered twice cost one more responder call per request than runs answered once.
+    client = cost[1] - (cost[2] - cost[1])
+    return ("pipeline without sockets", client, runs[1][1] - runs[0][1])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tasks", default="150,450", help="two task counts for the pipeline")
     p.add_argument("--requests", default="600,1800", help="two request counts for the loop")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also the pipeline without sockets, answered in-process (4 more runs, ~8 min)",
+    )
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         mode, base_url, count, *rest = args.child
-        if mode == "pipeline":
+        if mode == "in-process":
+            child_in_process(int(count), Path(rest[0]), int(base_url))
+        elif mode == "pipeline":
             sample = Path(rest[1]) if len(rest) > 1 else None
             child_pipeline(base_url, int(count), Path(rest[0]), sample)
         else:
@@ -123,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for n in (small_requests, big_requests)
             ]
             rows.append((label, per_request(*runs), runs[1][1] - runs[0][1]))
+        if args.in_process:
+            rows.append(in_process(small_tasks, big_tasks, Path(tmp)))
     pipeline_ir = rows[0][1]
     print(f"{'part':<34} {'instructions/request':>20} {'requests':>9} {'ratio':>6}")
     for label, ir, requests in rows:
