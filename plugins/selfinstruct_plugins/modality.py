@@ -48,8 +48,11 @@ counts anywhere. Everything is a precompiled regular expression: the filter runs
 candidate (tens of microseconds each), and a pattern whose every match holds one of a few
 words is not run on an ASCII text without them. The patterns live in
 :mod:`.modality_nouns` (what a task points at) and :mod:`.modality_verbs` (imperatives and
-clause starts); this module is the rule. ``bench/non_text_modality.py`` measures precision
-and recall on the labelled sets in ``tests/data/non_text_modality/``. Known misses: a
+clause starts); this module is the rule. :mod:`.modality_quick` finds the same matches
+with less scanning: a clause is tried only against the imperatives its first word can
+begin, and the noun scans skip every place no match can start.
+``bench/non_text_modality.py`` measures precision and recall on the labelled sets in
+``tests/data/non_text_modality/``. Known misses: a
 pointed-at noun followed by a word the patterns cannot tell from a compound ("the audio
 male or female?", "Make the photo black and white").
 """
@@ -70,12 +73,10 @@ from .modality_nouns import (
     _NOUN_WORDS,
     _PERCEIVE,
     _PERCEIVE_WORDS,
-    _POINTING,
     _SEEN_RE,
     _SURROUNDINGS,
     _SURROUNDINGS_WORDS,
     _TEXT_FORM,
-    _THE_MEDIA,
     _URL,
     _URL_VERB,
     _WEB_NOUN,
@@ -89,12 +90,20 @@ from .modality_nouns import (
     WEB,
     WORLD,
 )
+from .modality_quick import (
+    MENTION_SCOPE,
+    POINTING,
+    THE_MEDIA,
+    action_at,
+    action_span,
+    boundaries_from,
+    household_named,
+    letter_runs,
+)
 from .modality_verbs import (
-    _ACTION,
     _ACTION_BUT_DRAW,
     _BOUNDARY,
     _MAY_BOUNDARY,
-    _MENTION_SCOPE,
     _NEED_OF,
     _SOUND_OR_VIDEO,
     _SUBJECT_FIRST,
@@ -103,6 +112,14 @@ from .modality_verbs import (
 # A word names a medium when it, or it plus "s", is a noun word: the words and their
 # singulars, matched against the text's set of words at once.
 _NOUN_FORMS = _NOUN_WORDS | {w[:-1] for w in _NOUN_WORDS if w.endswith("s")}
+_NOUN_BYTES = frozenset(word.encode() for word in _NOUN_FORMS)  # to meet letter_runs()
+
+# Patterns each run only on a text holding one of its words (see non_text_need).
+_WORD_GATED = (
+    (_PERCEIVE, _PERCEIVE_WORDS, SEE),
+    (_SURROUNDINGS, _SURROUNDINGS_WORDS, WORLD),
+    (_WEBSITE_USE, _WEBSITE_USE_WORDS, WEB),
+)
 
 
 def _names_a_medium(lowered: str) -> bool:
@@ -113,16 +130,17 @@ def _clause_starts(text: str) -> Iterator[int]:
     """Where an imperative may start: each sentence, and "and ..." after an imperative."""
     sentence = len(text) - len(text.lstrip())
     yield sentence
-    if _MAY_BOUNDARY.search(text) is None:
+    first = _MAY_BOUNDARY.search(text)
+    if first is None:
         return  # one clause: no "and", "then" or sentence end in it
     # "I packed my bag and locked the door": "and" joins a subject's verbs, not commands.
     commands = _SUBJECT_FIRST.match(text, sentence) is None
-    for m in _BOUNDARY.finditer(text):
+    for m in _BOUNDARY.finditer(text, boundaries_from(text, first.start())):
         if m.group("end") is not None:
             sentence = m.end()
             commands = _SUBJECT_FIRST.match(text, sentence) is None
             yield m.end()
-        elif commands and not _MENTION_SCOPE.search(text, sentence, m.start()):
+        elif commands and not MENTION_SCOPE.search(text, sentence, m.start()):
             yield m.end()
 
 
@@ -148,10 +166,7 @@ def non_text_need(instruction: str) -> tuple[str, str] | None:
     # for ASCII texts: IGNORECASE also folds letters that lower() keeps ("\u017f" is "s").
     ascii_text = text.isascii()
 
-    def may(words: tuple[str, ...]) -> bool:
-        return not ascii_text or _holds_any(lowered, words)
-
-    m = _ATTACHED.search(text) if may(_ATTACHED_WORDS) else None
+    m = _ATTACHED.search(text) if not ascii_text or _holds_any(lowered, _ATTACHED_WORDS) else None
     if m:
         # "I've attached a photo": what was attached follows the match.
         what = text[m.start() : m.end() + 40]
@@ -161,33 +176,35 @@ def non_text_need(instruction: str) -> tuple[str, str] | None:
         url = _URL.search(text)
         if url:
             return WEB, _quote(url.group(0))
-    if _names_a_medium(lowered):
+    runs = letter_runs(lowered) if ascii_text else []
+    medium = (not _NOUN_BYTES.isdisjoint(runs)) if ascii_text else _names_a_medium(lowered)
+    if medium:
         found = _pointed_at(text)
         if found:
             return found
-    for pattern, words, need in (
-        (_PERCEIVE, _PERCEIVE_WORDS, SEE),
-        (_SURROUNDINGS, _SURROUNDINGS_WORDS, WORLD),
-        (_WEBSITE_USE, _WEBSITE_USE_WORDS, WEB),
-    ):
-        m = pattern.search(text) if may(words) else None
+    for pattern, words, need in _WORD_GATED:
+        m = pattern.search(text) if not ascii_text or _holds_any(lowered, words) else None
         if m:
             return need, _quote(m.group(0))
+    # Only the imperatives a clause's first word can begin are tried (same match).
+    ascii_lowered = lowered if ascii_text else None
+    chore = not ascii_text or household_named(runs)
     for start in _clause_starts(text):
-        m = _ACTION.match(text, start)
-        if m and m.lastgroup == "draw" and _drawing_excused(text, m.start("draw")):
-            m = _ACTION_BUT_DRAW.match(text, start)
-        if m and m.lastgroup:
-            act = m.group(m.lastgroup)
-            if m.lastgroup == "draw" and _SOUND_OR_VIDEO.search(act):
-                return SOUND, _quote(act)  # "Compose a melody", "Make a short film"
-            return _NEED_OF[m.lastgroup], _quote(act)
+        act = action_at(text, ascii_lowered, start, chore)
+        if act and act[0] == "draw" and _drawing_excused(text, act[1]):
+            act = action_span(_ACTION_BUT_DRAW.match(text, start))
+        if act:
+            group, begin, end = act
+            asked = text[begin:end]
+            if group == "draw" and _SOUND_OR_VIDEO.search(asked):
+                return SOUND, _quote(asked)  # "Compose a melody", "Make a short film"
+            return _NEED_OF[group], _quote(asked)
     return None
 
 
 def _pointed_at(text: str) -> tuple[str, str] | None:
     code_task: bool | None = None
-    for pattern in (_POINTING, _THE_MEDIA):
+    for pattern in (POINTING, THE_MEDIA):  # _POINTING and _THE_MEDIA, guarded
         for m in pattern.finditer(text):
             if _FIGURATIVE_MEDIA.search(text, max(m.start() - 40, 0), m.end() + 60):
                 continue
