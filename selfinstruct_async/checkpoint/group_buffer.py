@@ -8,20 +8,30 @@ and keeps the last value of each key instead, in memory, and writes them once, i
 transaction, right before the ``COMMIT`` that takes them: one ``executemany`` for the
 counters, one statement per key.
 
+A finished task's ``meta`` values (:meth:`GroupBuffer.keep_meta`) are kept as given and
+turned into JSON only at the commit, once per key: every task replaces the token-usage
+snapshot, and encoding it per task was a sixth of the store's CPU per task. A value
+that is not JSON fails that commit like a full disk would (the group is lost); one changed
+by its caller after the store call would be written as changed, so callers pass a fresh
+value (``UsageMeter.snapshot`` builds one per call).
+
 The guarantees are those of writing them in the unit. A unit's values join the group only
-when the unit succeeds (its savepoint is released); a failed unit's are dropped with its
-rollback. They are written inside the transaction they are committed with, so a group
-commits its units' counters and values or none of them, and a lost group loses them too
-(:meth:`GroupBuffer.clear`): a kill never leaves counters ahead of or behind the rows they
-count. Reads in the process see them at once (:meth:`GroupBuffer.counters`,
-:meth:`GroupBuffer.meta`), as they saw the open transaction's rows before.
+when the unit succeeds; a failed unit's are dropped with its rollback. They are written
+inside the transaction they are committed with, so a group commits its units' counters and
+values or none of them, and a lost group loses them too (:meth:`GroupBuffer.clear`): a
+kill never leaves counters ahead of or behind the rows they count. Reads in the process
+see them at once (:meth:`GroupBuffer.counters`, :meth:`GroupBuffer.meta`), as they saw
+the open transaction's rows before.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
+
+from ..errors import CheckpointError
 
 COUNTERS_SQL: Final = (
     "INSERT INTO counters (name, value) VALUES (?, ?) "
@@ -38,15 +48,36 @@ def _add(into: dict[str, float], deltas: Mapping[str, float]) -> None:
         into[name] = into.get(name, 0) + n
 
 
+class _Kept:
+    """A meta value kept as given, to be encoded as JSON by the commit that writes it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def json(self, key: str) -> str:
+        try:
+            return json.dumps(self.value)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"meta value {key!r} cannot be stored as JSON ({e})") from None
+
+
+def _json(key: str, value: str | _Kept) -> str:
+    return value.json(key) if isinstance(value, _Kept) else value
+
+
 class GroupBuffer:
     """The open group's counter increments (summed) and meta values (JSON, last one kept),
     plus those of the unit running, which join them only if it succeeds."""
 
     def __init__(self) -> None:
         self._counters: dict[str, float] = {}
-        self._meta: dict[str, str] = {}
-        self._unit_counters: dict[str, float] = {}
-        self._unit_meta: dict[str, str] = {}
+        self._meta: dict[str, str | _Kept] = {}
+        # The running unit's: the increments as given (summed into the group's only if
+        # the unit succeeds; the caller's mappings are not kept past its store call).
+        self._unit_counters: list[Mapping[str, float]] = []
+        self._unit_meta: dict[str, str | _Kept] = {}
         self._in_unit = False
 
     def __bool__(self) -> bool:
@@ -58,22 +89,27 @@ class GroupBuffer:
         return self._in_unit
 
     def open_unit(self) -> None:
-        self._unit_counters, self._unit_meta = {}, {}
         self._in_unit = True
 
     def end_unit(self, *, succeeded: bool) -> None:
         """The unit is over: its values join the group's if it succeeded, else they are gone."""
-        if succeeded:
-            _add(self._counters, self._unit_counters)
-            self._meta.update(self._unit_meta)
-        self._unit_counters, self._unit_meta = {}, {}
+        if self._unit_counters:
+            if succeeded:
+                for deltas in self._unit_counters:
+                    _add(self._counters, deltas)
+            self._unit_counters.clear()
+        if self._unit_meta:
+            if succeeded:
+                self._meta.update(self._unit_meta)
+            self._unit_meta.clear()
         self._in_unit = False
 
     def add_counters(self, deltas: Mapping[str, float]) -> None:
         """Add to the running unit's counters."""
         if not self._in_unit:
             raise RuntimeError("counters are added inside a unit of work")
-        _add(self._unit_counters, deltas)
+        if deltas:
+            self._unit_counters.append(deltas)
 
     def set_meta(self, key: str, value_json: str, *, group_open: bool) -> bool:
         """Keep ``key``'s value for the commit; False when nothing would take it (write it now).
@@ -89,6 +125,12 @@ class GroupBuffer:
             return False
         return True
 
+    def keep_meta(self, key: str, value: Any) -> None:
+        """Set ``key`` to ``value`` in the running unit, encoded only if a commit writes it."""
+        if not self._in_unit:
+            raise RuntimeError("values are kept inside a unit of work")
+        self._unit_meta[key] = _Kept(value)
+
     def write(self, db: sqlite3.Connection) -> None:
         """Write what the group holds into ``db``'s open transaction, right before its commit.
 
@@ -97,7 +139,7 @@ class GroupBuffer:
         if self._counters:
             db.executemany(COUNTERS_SQL, list(self._counters.items()))
         for key, value in self._meta.items():
-            db.execute(META_SQL, (key, value))
+            db.execute(META_SQL, (key, _json(key, value)))
 
     def clear(self) -> None:
         """The group is committed, or lost: either way its values are no longer waiting."""
@@ -112,4 +154,5 @@ class GroupBuffer:
 
     def meta(self, key: str) -> str | None:
         """The JSON value waiting for ``key``, if any."""
-        return self._meta.get(key)
+        value = self._meta.get(key)
+        return None if value is None else _json(key, value)

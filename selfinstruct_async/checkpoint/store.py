@@ -22,8 +22,9 @@ loop's own thread when they do not (``"process"``, see :data:`DURABILITY`).
 
 Some writes wait for the next commit instead of making one: request-ledger answers
 (:meth:`Store.ledger_put_later`), classification labels and parsed generation responses.
-Every commit the store makes first writes those waiting, in the order they were made and
-in the same transaction, so whatever is committed later (a task accepted, a candidate
+Every commit the store makes writes those waiting in the same transaction (labels and
+responses before the next unit's own statements, in the order they were made; answers
+right before the ``COMMIT``), so whatever is committed later (a task accepted, a candidate
 rejected) is never in the checkpoint without what it was made from. A crash can lose only
 writes nothing committed depends on: answers a resume asks for again (from the ledger when
 it holds them), labels it asks for again, responses whose request it makes again.
@@ -36,17 +37,17 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 from ..errors import CheckpointError
-from ..records import Instance, PendingTask, RejectionRecord, Task
+from ..records import PendingTask, RejectionRecord, Task
 from . import opening, schema, sessions_table, task_rows
 from .deferred_writes import DeferredWrites, KeyPrefixes
 from .group_buffer import META_SQL
 from .run_files import CHECKPOINT, TASKS
-from .tasks_file import TasksWriter
+from .tasks_file import TasksWriter, instances_json, task_line
 from .transactions import Transactions
 
 REQUEST_BLOCK = 64
@@ -58,9 +59,21 @@ Durability = Literal["process", "power"]
 DURABILITY: Final[tuple[Durability, ...]] = ("process", "power")
 _T = TypeVar("_T")
 
-
-def _instances_json(instances: Iterable[Instance]) -> str:
-    return json.dumps([i.to_json() for i in instances], ensure_ascii=False)
+_PENDING_SQL: Final = (
+    "INSERT INTO instructions (id, instruction, status, request_no, created) "
+    "VALUES (?, ?, 'pending', ?, ?)"
+)
+_PROCESSED_SQL: Final = "UPDATE generations SET processed = 1 WHERE request_no = ?"
+_ACCEPTED_SQL: Final = (
+    "UPDATE instructions SET status = 'accepted', is_classification = ?, "
+    "instances = ?, finished = ?, accept_no = "
+    "(SELECT COALESCE(MAX(accept_no), 0) + 1 FROM instructions) WHERE id = ?"
+)
+_REJECTED_SQL: Final = "UPDATE instructions SET status = 'rejected', finished = ? WHERE id = ?"
+_REJECTION_SQL: Final = (
+    "INSERT INTO rejections (level, filter, reason, text, task_id, created) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 class Store:
@@ -82,7 +95,11 @@ class Store:
         self.db_path = run_dir / CHECKPOINT
         self.tasks_path = run_dir / TASKS
         self.tasks_file = TasksWriter(self.tasks_path, sync=durability == "power")
-        self._tx = Transactions(self._deferred, self.tasks_file)
+        self._tx = Transactions(
+            self._deferred,
+            self.tasks_file,
+            lambda e: self._write_error("write the checkpoint", e),
+        )
         self._lock_fd: int | None = None
         self._next_request = 0
         self._reserved_until = 0
@@ -222,18 +239,15 @@ class Store:
 
     def commit_group(self) -> None:
         """Commit the units waiting in the open group, if any."""
-        try:
-            self._tx.commit(self.db)
-        except sqlite3.Error as e:
-            raise self._write_error("write the checkpoint", e) from None
+        self._tx.commit(self.db)
 
-    @contextlib.contextmanager
-    def _transaction(self, *, grouped: bool = False) -> Iterator[None]:
-        try:
-            with self._tx.unit(self.db, grouped=grouped):
-                yield
-        except sqlite3.Error as e:
-            raise self._write_error("write the checkpoint", e) from None
+    def _transaction(self, *, grouped: bool = False) -> Transactions:
+        """A unit of work (:mod:`.transactions`): ``with self._transaction(): ...``.
+
+        Statements of a grouped unit go through ``self._tx.execute``, so that a failing
+        unit after it can be taken out of the group; a non-grouped one commits on exit.
+        """
+        return self._tx.unit(self.db, grouped=grouped)
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """A single write outside :meth:`_transaction`, with the same clear error.
@@ -271,19 +285,17 @@ class Store:
         with ``processed``, the response's end, are all committed or none is: one commit per
         passing candidate and per response instead of one per rejection.
         """
-        with self._transaction(grouped=True):
+        tx, db = self._tx, self.db
+        with tx.unit(db, grouped=True):
             if pending is not None:
-                self.db.execute(
-                    "INSERT INTO instructions (id, instruction, status, request_no, created) "
-                    "VALUES (?, ?, 'pending', ?, ?)",
-                    (pending.id, pending.instruction, request_no, time.time()),
-                )
-            self._add_rejections(rejections)
-            self._tx.pending.add_counters(counters or {})
+                params = (pending.id, pending.instruction, request_no, time.time())
+                tx.execute(db, _PENDING_SQL, params)
+            if rejections:
+                self._add_rejections(rejections)
+            if counters:
+                tx.pending.add_counters(counters)
             if processed:
-                self.db.execute(
-                    "UPDATE generations SET processed = 1 WHERE request_no = ?", (request_no,)
-                )
+                tx.execute(db, _PROCESSED_SQL, (request_no,))
 
     def set_classification(self, task_id: str, is_classification: bool) -> None:
         """Record a task's label with the next commit (the task's outcome at the latest).
@@ -299,20 +311,16 @@ class Store:
     def add_rejections(
         self, rejections: Iterable[RejectionRecord], counters: Mapping[str, float] | None = None
     ) -> None:
-        with self._transaction(grouped=True):
+        with self._tx.unit(self.db, grouped=True):
             self._add_rejections(rejections)
-            self._tx.pending.add_counters(counters or {})
+            if counters:
+                self._tx.pending.add_counters(counters)
 
     def _add_rejections(self, rejections: Iterable[RejectionRecord]) -> None:
-        rejections = list(rejections)
-        if not rejections:
-            return
         now = time.time()
-        self.db.executemany(
-            "INSERT INTO rejections (level, filter, reason, text, task_id, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(r.level, r.filter, r.reason, r.text, r.task_id, now) for r in rejections],
-        )
+        rows = [(r.level, r.filter, r.reason, r.text, r.task_id, now) for r in rejections]
+        if rows:
+            self._tx.executemany(self.db, _REJECTION_SQL, rows)
 
     def finish_task(
         self,
@@ -322,33 +330,29 @@ class Store:
         counters: Mapping[str, float] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Commit a task's outcome (grouped), then append it to ``tasks.jsonl`` if accepted."""
-        with self._transaction(grouped=True):
-            for key, value in (meta or {}).items():
-                self.set_meta(key, value)
+        """Commit a task's outcome (grouped), then append it to ``tasks.jsonl`` if accepted.
+
+        ``meta`` values (the usage snapshot) are encoded as JSON by the commit that writes
+        them, the last one per key (:mod:`.group_buffer`): pass values nothing changes later.
+        """
+        tx, db = self._tx, self.db
+        with tx.unit(db, grouped=True):
+            if meta:
+                for key, value in meta.items():
+                    tx.pending.keep_meta(key, value)
             if accepted is not None:
-                updated = self.db.execute(
-                    "UPDATE instructions SET status = 'accepted', is_classification = ?, "
-                    "instances = ?, finished = ?, accept_no = "
-                    "(SELECT COALESCE(MAX(accept_no), 0) + 1 FROM instructions) WHERE id = ?",
-                    (
-                        int(accepted.is_classification),
-                        _instances_json(accepted.instances),
-                        time.time(),
-                        task_id,
-                    ),
-                ).rowcount
-                if updated != 1:  # its pending row was lost: the file must not get it either
+                instances = instances_json(accepted.instances)
+                params = (int(accepted.is_classification), instances, time.time(), task_id)
+                if tx.execute(db, _ACCEPTED_SQL, params).rowcount != 1:
+                    # Its pending row was lost: the file must not get it either.
                     raise CheckpointError(f"{self.db_path}: task {task_id} is not in it")
+                tx.append_after_commit(task_line(accepted, instances))
             else:
-                self.db.execute(
-                    "UPDATE instructions SET status = 'rejected', finished = ? WHERE id = ?",
-                    (time.time(), task_id),
-                )
-            self._add_rejections(rejections)
-            self._tx.pending.add_counters(counters or {})
-            if accepted is not None:
-                self._tx.append_after_commit(accepted)
+                tx.execute(db, _REJECTED_SQL, (time.time(), task_id))
+            if rejections:
+                self._add_rejections(rejections)
+            if counters:
+                tx.pending.add_counters(counters)
 
     # ------------------------------------------------------------ request ledger
 
@@ -417,9 +421,8 @@ class Store:
         )
 
     def mark_generation_processed(self, request_no: int) -> None:
-        with self._transaction(grouped=True):
-            sql = "UPDATE generations SET processed = 1 WHERE request_no = ?"
-            self.db.execute(sql, (request_no,))
+        with self._tx.unit(self.db, grouped=True):
+            self._tx.execute(self.db, _PROCESSED_SQL, (request_no,))
 
     def unprocessed_generations(self) -> list[tuple[int, list[str]]]:
         self.flush()

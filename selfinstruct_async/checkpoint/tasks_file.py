@@ -41,16 +41,29 @@ log = logging.getLogger("selfinstruct_async.checkpoint.tasks_file")
 # ---------------------------------------------------------------- the line format
 
 
-def task_line(task: Task) -> str:
-    """The ``tasks.jsonl`` form of a task (documented in the README), without its newline."""
-    return json.dumps(
-        {
-            "id": task.id,
-            "instruction": task.instruction,
-            "is_classification": task.is_classification,
-            "instances": [i.to_json() for i in task.instances],
-        },
-        ensure_ascii=False,
+# ``json.dumps(..., ensure_ascii=False)`` builds an encoder per call; this one is reused.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def instances_json(instances: Iterable[Instance]) -> str:
+    """A task's instances as a JSON array: the checkpoint's column and the line's field."""
+    return _encode([i.to_json() for i in instances])
+
+
+def task_line(task: Task, instances: str | None = None) -> str:
+    """The ``tasks.jsonl`` form of a task (documented in the README), without its newline.
+
+    Exactly ``json.dumps`` of the object ``{"id", "instruction", "is_classification",
+    "instances"}`` with ``ensure_ascii=False``; ``instances``, when given, is
+    :func:`instances_json` of the task's instances, already made for the checkpoint.
+    """
+    if instances is None:
+        instances = instances_json(task.instances)
+    flag = task.is_classification
+    label = "true" if flag is True else "false" if flag is False else _encode(flag)
+    return (
+        f'{{"id": {_encode(task.id)}, "instruction": {_encode(task.instruction)}, '
+        f'"is_classification": {label}, "instances": {instances}}}'
     )
 
 
@@ -392,9 +405,10 @@ class TasksWriter:
 
     def append(self, tasks: Iterable[Task]) -> None:
         """Append these tasks' lines, durable on return; :class:`CheckpointError` if not."""
-        self._append_lines(task_line(t) for t in tasks)
+        self.append_lines(task_line(t) for t in tasks)
 
-    def _append_lines(self, lines: Iterable[str]) -> None:
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Append lines made by :func:`task_line`, as :meth:`append` does."""
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         try:
             # Unbuffered, so that after a failed write no buffer is flushed again on close.
@@ -446,7 +460,7 @@ class TasksWriter:
                 f.truncate(scan.complete_size)
                 os.fsync(f.fileno())
         elif scan.unterminated:
-            self._append_lines([""])
+            self.append_lines([""])
         missing = sorted(committed.keys() - scan.ids.keys(), key=committed.__getitem__)
         if missing:
             self.append(load(missing))
