@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -33,7 +34,7 @@ import anyio
 
 from . import __version__
 from .config import PRESETS, load_config
-from .errors import BudgetExhausted, SelfInstructError
+from .errors import BudgetExhausted, ConfigError, SelfInstructError
 from .observe.logs import configure_logging, redact, silence_broken_stream
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BUDGET, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -90,7 +91,8 @@ def _run(args: argparse.Namespace) -> int:
             handle_signals=True,
             monitor=args.monitor,
             progress=not args.no_progress,
-        )
+        ),
+        backend_options=loop_options(config.run.event_loop),
     )
     code = EXIT_OK if summary.reached_target or summary.stopped_by else EXIT_ERROR
     try:
@@ -101,6 +103,18 @@ def _run(args: argparse.Namespace) -> int:
         # Nobody reads the summary any more; the run's data and summary.json are written.
         silence_broken_stream(sys.stdout)
     return code
+
+
+def loop_options(event_loop: str) -> dict[str, Any]:
+    """anyio's asyncio backend options for ``run.event_loop``; a clear error without uvloop."""
+    if event_loop == "asyncio":
+        return {}
+    if importlib.util.find_spec("uvloop") is None:
+        raise ConfigError(
+            'run.event_loop: "uvloop" needs the uvloop package, which is not installed '
+            "(pip install 'selfinstruct-async[fast]'), or set it back to \"asyncio\""
+        )
+    return {"use_uvloop": True}
 
 
 def monitor_address(value: str) -> tuple[str, int]:

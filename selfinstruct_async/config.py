@@ -103,6 +103,9 @@ class RunConfig:
     # "stream": requests go out as the stages make them. "batch": through the provider's
     # Batch API in overlapping rounds at the batch price (see [batch]).
     mode: Literal["stream", "batch"] = "stream"
+    # The event loop ``selfinstruct run`` runs on: "uvloop" (the ``fast`` extra) costs
+    # about 5% fewer client instructions per request; the stdlib loop needs nothing.
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
 
 @dataclass(frozen=True)

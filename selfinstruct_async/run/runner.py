@@ -14,6 +14,7 @@ display beside it (:func:`_serve`), and the session's end recorded (:func:`_end_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -446,6 +447,8 @@ async def run(
     """
     started = time.monotonic()
     inputs = check_inputs(config, pm, monitor)
+    if config.run.event_loop != "asyncio":  # the loop actually running, not the setting
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
     owns_client = client is None
     usage = UsageMeter()
     if client is None:
