@@ -22,19 +22,23 @@ length at once. Comparing the plain sums with the least need of any length inste
 through 25 times more items at a 50,000-item pool, each then looked up and compared again.
 
 Items are stored in blocks of ``block`` items, so memory grows with the pool (257 bytes an
-item) without ever copying a large array.
+item) without ever copying a large array. ``chunks`` sums a block in one pass or, once it
+holds over 24,576 items, stretch by stretch (8,192 items, 16,384, the rest) so that a
+caller looking for any item above its bound can stop at the first stretch with one. Up to
+8,192 items a stretch's rows are gathered and reduced in two numpy calls; wider ones are
+added row by row into one accumulator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .bounds import LANE
 
-__all__ = ["MAX_ITEM", "TokenBuckets"]
+__all__ = ["MAX_ITEM", "TokenBuckets", "bucket"]
 
 _BUCKETS = 256
 _MASK = _BUCKETS - 1
@@ -45,32 +49,65 @@ _LANES = 8  # item bytes per uint64 word
 # Row views are cut this many words wide at a time: slicing 15 rows per query cost more
 # than summing the up to 511 empty items a wider view adds (empty items sum to 0).
 _VIEW_STEP = 64
+# Up to this many words (8,192 items) a span's query rows are gathered and reduced in two
+# calls; above it they are added one by one (measured crossover 1,024-1,536 words).
+_GATHER_WIDTH = 1024
+# The stretches of a block searched one after the other, in words (8 items a word): 8,192
+# items, 16,384, the rest; a block of up to 24,576 items is searched in one stretch.
+_SPANS = ((0, 1024), (1024, 3072), (3072, 1 << 62))
 _NONE = np.empty(0, dtype=np.int64)
 _NONE.setflags(write=False)
+
+
+def bucket(token: int) -> int:
+    """The bucket (row) of a token id."""
+    return token & _MASK
+
+
+class _Span:
+    """Views of one stretch of a block's words, summed and searched as one chunk."""
+
+    __slots__ = ("bytes", "first", "grid", "offsets", "rows", "total")
+
+    def __init__(self, block: _Block, lo: int, hi: int) -> None:
+        self.first = lo * _LANES  # the block's first item in this span
+        self.grid = block.grid[:, lo:hi]
+        # one view a row, for the row-by-row sum of wide spans only (narrow ones gather);
+        # made on first use: of a block's two layouts, most queries use one
+        self.rows: list[np.ndarray[Any, Any]] = []
+        self.total = block.total[lo:hi]
+        self.bytes = self.total.view(np.uint8)
+        self.offsets = block.offsets[self.first : hi * _LANES]
+
+    def make_rows(self) -> list[np.ndarray[Any, Any]]:
+        self.rows = list(self.grid)
+        return self.rows
 
 
 class _Block:
     """Counts of up to ``capacity`` items: bytes to write, the same memory as uint64 words."""
 
     def __init__(self, capacity: int) -> None:
+        self.capacity = capacity  # an attribute: add() reads it twice an item
         self.counts = np.zeros((_BUCKETS + 1, capacity), dtype=np.uint8)
         self.words = self.counts.view(np.uint64)
+        self.offsets = self.counts[_OFFSET]
         self.cells = self.counts.reshape(-1).data
         self.used = 0
-        self.rows: list[np.ndarray[Any, Any]] = []  # word views of every row, as wide as
-        self.total = np.empty(0, dtype=np.uint64)  # this accumulator
-        self.bytes = self.total.view(np.uint8)
-
-    @property
-    def capacity(self) -> int:
-        return int(self.counts.shape[1])
+        self.grid = self.words[:, :0]  # every row's words, as wide as the accumulator
+        self.total = np.empty(0, dtype=np.uint64)
+        self.whole: list[_Span] = []  # one span: every used item
+        self.spans: list[_Span] = []  # the stretches, once there are enough items
 
     def widen(self) -> None:
-        """Make the row views and the accumulator cover every used item."""
+        """Make the spans' views and the accumulator cover every used item."""
         width = min(-(-self.used // (_LANES * _VIEW_STEP)) * _VIEW_STEP, self.words.shape[1])
-        self.rows = list(self.words[:, :width])
+        self.grid = self.words[:, :width]
         self.total = np.empty(width, dtype=np.uint64)
-        self.bytes = self.total.view(np.uint8)
+        self.whole = [_Span(self, 0, width)]
+        self.spans = self.whole
+        if width > _SPANS[-1][0]:  # below, the last stretches would be too short to pay
+            self.spans = [_Span(self, lo, min(hi, width)) for lo, hi in _SPANS]
 
 
 class TokenBuckets:
@@ -124,44 +161,88 @@ class TokenBuckets:
         With ``offsets``, an item's offset byte is added to its bound before the comparison
         (the bounds returned stay without it). Query tokens from ``vocabulary`` on (in no
         pool item) cannot match and are left out, which tightens the bound. Items in
-        ``long_items`` are never returned.
+        ``long_items`` are never returned. ``least`` is at least 1.
         """
-        rows = list({token & _MASK for token in ids if token < vocabulary})
-        if not rows or least > MAX_ITEM:
-            return _NONE, _NONE
-        if offsets:
-            rows.append(_OFFSET)
-        if len(self._blocks) == 1:  # the usual case, without the bookkeeping of many
-            return self._over_block(self._blocks[0], rows, least, offsets)
-        found = []
-        offset = 0
-        for block in self._blocks:
-            items, bounds = self._over_block(block, rows, least, offsets)
-            if len(items):
-                found.append((items + offset, bounds))
-            offset += block.capacity
+        found = [(i, b) for _, i, b in self.chunks(ids, vocabulary, least, offsets=offsets)]
+        found = [(i, b) for i, b in found if len(i)]
         if not found:
             return _NONE, _NONE
+        if len(found) == 1:
+            return found[0]
         return np.concatenate([i for i, _ in found]), np.concatenate([b for _, b in found])
 
-    @staticmethod
-    def _over_block(
-        block: _Block, rows: list[int], least: int, offsets: bool
-    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        used = block.used
-        if used > len(block.bytes):
-            block.widen()
-        elif not used:
-            return _NONE, _NONE
-        views, total, add = block.rows, block.total, np.add
-        # Row by row into one accumulator: a fancy-indexed gather would first copy every
-        # query row (|Q| times the accumulator's size) and then sum the copy, 3x the time.
-        np.copyto(total, views[rows[0]])
-        for row in rows[1:]:
-            add(total, views[row], out=total)
-        sums = block.bytes[:used]
-        items = np.flatnonzero(sums >= least)
-        bounds = sums[items]
+    def chunks(
+        self,
+        ids: Iterable[int],
+        vocabulary: int,
+        least: int,
+        *,
+        offsets: bool = False,
+        stretches: bool = True,
+    ) -> Iterator[tuple[int, np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+        """``over``, one stretch of the pool at a time, oldest items first.
+
+        Yields (items covered, items found, their bounds) per stretch: with ``stretches``,
+        8,192 items, then 16,384, then the rest of each 65,536-item block (a block of up to
+        24,576 items is one stretch); without, one stretch a block. A caller looking for
+        any item that passes can stop early: near-duplicates mostly repeat old
+        instructions (the seeds and early ones the prompts show), so when most queries
+        have a hit, most hits are in the first stretch. Each stretch costs a few numpy
+        calls more than one pass, which is why the caller chooses.
+        """
+        rows = {bucket(token) for token in ids if token < vocabulary}
+        return self.chunks_of_rows(rows, least, offsets=offsets, stretches=stretches)
+
+    def chunks_of_rows(
+        self, buckets: set[int], least: int, *, offsets: bool = False, stretches: bool = True
+    ) -> Iterator[tuple[int, np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+        """``chunks`` of a query given as the set of its (known) tokens' buckets."""
+        rows = list(buckets)
+        if not rows or least > MAX_ITEM:
+            yield len(self), _NONE, _NONE
+            return
         if offsets:
-            bounds -= block.counts[_OFFSET, items]
-        return items, bounds
+            rows.append(_OFFSET)
+        if least < 1:  # unused items sum to 0: they must never pass
+            least = 1
+        base = 0
+        for block in self._blocks:
+            used = block.used
+            if used > len(block.total) * _LANES:
+                block.widen()
+            for span in block.spans if stretches else block.whole:
+                if span.first >= used:
+                    break
+                covered = used - span.first
+                if covered > len(span.bytes):
+                    covered = len(span.bytes)
+                items, bounds = _search(span, rows, least, offsets)
+                yield covered, (items + (base + span.first) if base + span.first else items), bounds
+            base += block.capacity
+
+
+def _search(
+    span: _Span, rows: list[int], least: int, offsets: bool
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The span's items whose summed bytes reach ``least``, and their sums (less offsets)."""
+    total = span.total
+    if len(total) <= _GATHER_WIDTH or len(rows) == 1:
+        # One gather and one reduction: per-call costs would dominate |Q| row additions
+        # (half the time at 4,096 items).
+        np.add.reduce(span.grid[rows], axis=0, out=total)
+    else:
+        # Row by row into one accumulator: the gather would first copy every query row
+        # (|Q| times the accumulator's size), 2x the time at 50,000 items. ``out`` is
+        # passed by position: the keyword costs a fifth of a small addition.
+        views, add = span.rows or span.make_rows(), np.add
+        add(views[rows[0]], views[rows[1]], total)
+        for row in rows[2:]:
+            add(total, views[row], total)
+    sums = span.bytes
+    items = (sums >= least).nonzero()[0]  # flatnonzero's ravel and frame cost as much
+    if not len(items):  # a third of the queries at a 2,000-item pool: three calls saved
+        return _NONE, _NONE
+    bounds = sums[items]
+    if offsets:
+        bounds -= span.offsets[items]
+    return items, bounds

@@ -49,6 +49,7 @@ class EmptyTokensMonitor:
         self.total_empty = 0
         self._recent: deque[bool] = deque(maxlen=window)
         self._recent_empty = 0
+        self._first_check = min(window, 50)
         self._example = ""
         self._warned = False
 
@@ -63,7 +64,9 @@ class EmptyTokensMonitor:
             self.total_empty += 1
             if text.strip():
                 self._example = text
-        if self.on_empty == "ignore" or len(self._recent) < min(self.window, 50):
+        elif not self._recent_empty and self.max_share >= 0:  # a share of 0 passes
+            return
+        if self.on_empty == "ignore" or len(self._recent) < self._first_check:
             return
         if self._recent_empty / len(self._recent) <= self.max_share:
             return

@@ -7,16 +7,19 @@ which pool items need an LCS at all, and only ever skips items whose F provably 
 exceed the threshold: an overlap bound for every item from 256 token buckets
 (:mod:`.buckets`, one numpy gather-and-sum), compared in the same pass with nearly the least
 LCS the item's own length needs (an offset byte per item, :func:`.bounds.credits`), then
-exactly; the few items left get an exact LCS, most promising first, and the search stops at
-the first hit. Items of over 255 tokens have no counts and are verified whenever
-their length could reach the threshold; pools of a few dozen items are simply scanned, one
-C++ LCS pass over the pool.
+exactly; the few items left get an exact LCS, most slack (bound less need) first, and the
+search stops at the first hit. The pool is bounded a stretch at a time, oldest first
+(8,192 items, 16,384, then the rest of each block), each stretch's survivors verified
+before the next, so a near-duplicate of an old instruction ends the search early. Items
+of over 255 tokens have no counts and are verified whenever their length could reach the
+threshold; pools of a few dozen items are simply scanned, one C++ LCS pass over the pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -26,7 +29,7 @@ from rapidfuzz.distance import LCSseq
 
 from ..errors import SelfInstructError
 from .bounds import LANE, NEVER, Needs, credits, f_from_lcs, f_vector, need_by_length
-from .buckets import TokenBuckets
+from .buckets import TokenBuckets, bucket
 from .empty_tokens import EmptyTokensMonitor
 from .settings import OnEmpty, SimilaritySettings, check_threshold
 from .tokenizers import Tokenizer, get_tokenizer
@@ -43,9 +46,52 @@ _BATCH = 1024
 _FEW = 24  # bucket survivors checked in plain Python up to this many
 # Survivors verified one C++ call each (0.3 us) before batches (4 us a batch + 0.1 an item).
 _ONE_BY_ONE = 16
+# Search the pool stretch by stretch (stopping at the first hit) while at least this share
+# of recent queries had a hit (a moving average over about 64); below it, in one pass.
+# Part c of bench/pipeline.py (91% hits at 50,000 items) gains a third; bench/rouge.py's
+# stream (15%) would pay a few microseconds a stretch for nothing.
+_STRETCHES_FROM = 0.25
+_HIT_MEMORY = 64
 
 # Items to verify, best first, and the least need() among them.
 _Survivors = tuple[list[int], int]
+
+
+def _rank(
+    near: np.ndarray[Any, Any],
+    bounds: np.ndarray[Any, Any],
+    lens: np.ndarray[Any, Any],
+    needs: Needs,
+    seqs: list[str],
+) -> _Survivors:
+    """The items whose bound reaches their own need(m, n), by slack (bound - need), then id.
+
+    Slack first: an item whose bound clears its need by more tends to have the larger LCS.
+    On part c's stream of ``bench/pipeline.py`` it halves the LCS a query computes before
+    its hit, against ordering by the bound alone (2.3 against 5.4 at a 50,000-item pool).
+    """
+    if len(near) <= _FEW:  # numpy's per-call cost would dominate: rank them in Python
+        listed = needs.listed
+        top = len(listed) - 1  # need() of every longer item: NEVER
+        ranked = []
+        least = NEVER
+        for item, bound in zip(near.tolist(), bounds.tolist(), strict=True):
+            n = len(seqs[item])  # cheaper than a numpy gather of a few lengths
+            need_n = listed[n if n < top else top]
+            if bound >= need_n:
+                ranked.append((need_n - bound, item))
+                if need_n < least:
+                    least = need_n
+        ranked.sort()
+        return [item for _, item in ranked], least
+    required = needs.of_lengths(lens.take(near))
+    slack = bounds.astype(np.int64) - required
+    fits = np.flatnonzero(slack >= 0)
+    if not len(fits):
+        return [], NEVER
+    near = near[fits]
+    order = np.lexsort((near, -slack[fits]))
+    return near[order].tolist(), int(required[fits].min())
 
 
 @dataclass
@@ -101,7 +147,10 @@ class SimilarityIndex:
         self._seqs: list[str] = []  # token ids as code points
         self._lens = np.zeros(1024, dtype=np.int32)
         self._vocab: dict[str, int] = {}
+        self._buckets_of: dict[str, int] = {}  # token -> bucket(its id), for queries
+        self._needs_at: dict[int, Needs] = {}  # need_by_length(m, threshold, cap) by m
         self._max_len = 0
+        self._hit_share = 0.0  # moving average of first_above's outcomes (1: a hit)
         self._last_query: tuple[str | None, list[str]] = (None, [])
         self._scan_below = max(0, scan_below)
         self._buckets = TokenBuckets(block)
@@ -137,7 +186,9 @@ class SimilarityIndex:
         if item == len(self._lens):
             self._lens = np.concatenate([self._lens, np.zeros(item, dtype=np.int32)])
         self._lens[item] = len(ids)
-        self._max_len = max(self._max_len, len(ids))
+        if len(ids) > self._max_len:
+            self._max_len = len(ids)
+            self._needs_at.clear()  # their cap was the old longest length
         self._buckets.add(ids, self._offset_of[len(ids)] if len(ids) <= LANE else 0)
         return item
 
@@ -148,7 +199,7 @@ class SimilarityIndex:
 
     def _encode_new(self, tokens: list[str]) -> list[int]:
         vocab = self._vocab
-        ids = [vocab.get(token, -1) for token in tokens]
+        ids = list(map(vocab.get, tokens, repeat(-1)))
         if -1 in ids:  # first sightings take the next ids, in order
             for k, token in enumerate(tokens):
                 if ids[k] < 0:
@@ -160,6 +211,7 @@ class SimilarityIndex:
                                 f"similarity index vocabulary is full ({_MAX_VOCAB} tokens)"
                             )
                         vocab[token] = token_id
+                        self._buckets_of[token] = bucket(token_id)
                     ids[k] = token_id
         return ids
 
@@ -167,7 +219,7 @@ class SimilarityIndex:
 
     def _encode_query(self, tokens: list[str]) -> list[int]:
         unknown = len(self._vocab)  # no pool text contains this code point
-        return [self._vocab.get(token, unknown) for token in tokens]
+        return list(map(self._vocab.get, tokens, repeat(unknown)))
 
     def _query_tokens(self, text: str) -> list[str]:
         tokens = self.tokenizer.tokenize(text)
@@ -188,50 +240,62 @@ class SimilarityIndex:
         tokens = self._query_tokens(text)
         if not tokens or not self._texts:
             return None
-        ids = self._encode_query(tokens)
-        m = len(ids)
         if len(self._texts) <= self._scan_below:
-            return self._scan_first("".join(map(chr, ids)), m, t)
-        survivors = self._bucket_candidates(ids, t)
-        if survivors is None:  # the usual answer: no LCS, so no code-point string either
-            return None
-        return self._verify("".join(map(chr, ids)), m, t, survivors)
+            ids = self._encode_query(tokens)
+            return self._scan_first("".join(map(chr, ids)), len(ids), t)
+        hit = self._search(tokens, t)
+        self._hit_share += ((hit is not None) - self._hit_share) / _HIT_MEMORY
+        return hit
 
-    def _bucket_candidates(self, ids: list[int], t: float) -> _Survivors | None:
-        """Items whose bucket overlap bound reaches need(m, n), largest bound first."""
-        m = len(ids)
-        size = len(self._texts)
-        needs = need_by_length(m, t, max(m, self._max_len))
+    def _needs(self, m: int, t: float) -> Needs:
+        """``need_by_length`` for this pool's longest item, by m at the index's threshold."""
+        cap = m if m > self._max_len else self._max_len
+        if t != self.threshold:
+            return need_by_length(m, t, cap)
+        needs = self._needs_at.get(m)
+        if needs is None:
+            needs = self._needs_at[m] = need_by_length(m, t, cap)
+        return needs
+
+    def _search(self, tokens: list[str], t: float) -> tuple[int, float] | None:
+        """Bucket bounds stretch by stretch of the pool, oldest first; LCS for the survivors.
+
+        Survivors of each stretch are verified before the next stretch is bounded, so a
+        query with a near-duplicate among the older items stops early (on part c's stream
+        half the hits are in the oldest 11% of a 50,000-item pool); a query with none
+        bounds every item, as one pass would, at a few microseconds more.
+        """
+        m = len(tokens)
+        needs = self._needs(m, t)
+        # Buckets straight from the tokens (unknown ones have none): the token ids are only
+        # needed for an LCS, which most queries never compute.
+        rows = set(map(self._buckets_of.get, tokens, repeat(-1)))
+        rows.discard(-1)
+        stretches = self._hit_share >= _STRETCHES_FROM
         if t == self._offsets_at:  # the same items pass; ~25x fewer reach Python
             cutoff = self._offset_of[0] + needs.rest
-            near, bounds = self._buckets.over(ids, len(self._vocab), cutoff, offsets=True)
+            chunks = self._buckets.chunks_of_rows(rows, cutoff, offsets=True, stretches=stretches)
         else:
-            near, bounds = self._buckets.over(ids, len(self._vocab), needs.least)
-        self.stats.bounded += size
-        if self._buckets.long_items:
-            near, bounds = self._add_long_items(near, bounds, needs)
-        if not len(near):
-            self.stats.pruned += size
-            return None
-        if len(near) <= _FEW:  # numpy's per-call cost would dominate: check them one by one
-            seqs, of = self._seqs, needs.of
-            ranked = sorted(
-                (-bound, item, len(seqs[item]))
-                for item, bound in zip(near.tolist(), bounds.tolist(), strict=True)
-                if bound >= of(len(seqs[item]))
-            )
-            self.stats.pruned += size - len(ranked)
-            if not ranked:
-                return None
-            return [item for _, item, _ in ranked], min(of(n) for _, _, n in ranked)
-        required = needs.of_lengths(self._lens.take(near))
-        fits = np.flatnonzero(bounds >= required)
-        self.stats.pruned += size - len(fits)
-        if not len(fits):
-            return None
-        near, bounds = near[fits], bounds[fits]
-        order = np.argsort(bounds.max() - bounds, kind="stable")  # largest bound first
-        return near[order].tolist(), int(required[fits].min())
+            chunks = self._buckets.chunks_of_rows(rows, needs.least, stretches=stretches)
+        stats = self.stats
+        long_items = self._buckets.long_items
+        query = ""  # the code-point string, built for the first LCS only
+        for covered, near, bounds in chunks:
+            stats.bounded += covered
+            if long_items:  # checked with the first stretch
+                near, bounds = self._add_long_items(near, bounds, needs)
+                long_items = []
+            if not len(near):
+                stats.pruned += covered
+                continue
+            items, least = _rank(near, bounds, self._lens, needs, self._seqs)
+            stats.pruned += covered - len(items)
+            if items:
+                query = query or "".join(map(chr, self._encode_query(tokens)))
+                hit = self._verify(query, m, t, (items, least))
+                if hit is not None:
+                    return hit
+        return None
 
     def _add_long_items(
         self, near: np.ndarray[Any, Any], bounds: np.ndarray[Any, Any], needs: Needs

@@ -36,8 +36,12 @@ class Tokenizer(Protocol):
 
 # rouge-score lower-cases, replaces runs of [^a-z0-9] by a space, splits on whitespace and
 # keeps tokens matching ^[a-z0-9]+$: that is exactly the [a-z0-9] runs of the lower-cased
-# text (lower() can turn a non-ASCII letter into ASCII, e.g. KELVIN SIGN -> "k").
-_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
+# text (lower() can turn a non-ASCII letter into ASCII, e.g. KELVIN SIGN -> "k"). Those
+# runs are cut here without a regex (``[a-z0-9]+`` with findall took 5x the time): every
+# code point that is not ASCII becomes one "?" and every byte that is not [a-z0-9] a
+# space, so split() cuts exactly where the runs end (tests/test_similarity_stretches.py
+# compares the two rules).
+_SEPARATE = bytes(c if c in b"0123456789abcdefghijklmnopqrstuvwxyz" else 32 for c in range(256))
 
 
 class RougeTokenizer:
@@ -46,7 +50,8 @@ class RougeTokenizer:
     name = "rouge"
 
     def tokenize(self, text: str) -> list[str]:
-        return _ROUGE_TOKEN.findall(text.lower())
+        ascii_text = text.lower().encode("ascii", "replace")
+        return ascii_text.translate(_SEPARATE).decode("ascii").split()
 
 
 # Scripts written without spaces between words, compared character by character.
