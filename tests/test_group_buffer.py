@@ -11,10 +11,7 @@ ahead of or behind the committed rows.
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +23,7 @@ from selfinstruct_async.checkpoint import transactions
 from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
+from tests.fixtures.killed import kill_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 USAGE = {"version": 1, "stages": {}}
@@ -236,19 +234,7 @@ sys.stdin.read()
 
 
 def test_a_killed_process_leaves_counters_equal_to_the_committed_rows(tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "True"
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    kill_when_ready(CHILD, str(tmp_path))
     with Store(tmp_path) as store:
         accepted = store.count_by_status()["accepted"]
         assert accepted == 28  # four groups of 7; the open group's two tasks died with it

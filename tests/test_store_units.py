@@ -13,10 +13,7 @@ to its committed rows. Ledger answers go in a few multi-row statements per commi
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from selfinstruct_async.checkpoint.store import Store
 from selfinstruct_async.checkpoint.tasks_file import instances_json, task_line
 from selfinstruct_async.errors import CheckpointError
 from selfinstruct_async.records import Instance, PendingTask, RejectionRecord, Task
+from tests.fixtures.killed import kill_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -277,19 +275,7 @@ sys.stdin.read()
 def test_a_killed_process_with_failed_units_keeps_counters_equal_to_committed_rows(
     tmp_path: Path,
 ) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "True"
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    kill_when_ready(CHILD, str(tmp_path))
     with Store(tmp_path) as store:
         counts = store.count_by_status()
         counters = store.counters()

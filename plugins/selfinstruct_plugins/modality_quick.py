@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import cast
@@ -125,26 +126,25 @@ def alternatives(pattern: str) -> tuple[str, ...]:
     """The top-level alternatives of ``pattern``, a ``(?:a|b|c)`` group or a bare ``a|b|c``."""
     if pattern.startswith("(?:") and _closing(pattern, 0) == len(pattern) - 1:
         pattern = pattern[3:-1]
-    parts, depth, start, at = [], 0, 0, 0
-    while at < len(pattern):
-        char = pattern[at]
-        if char == "\\":
-            at += 1
-        elif char == "[":
-            at = _class_end(pattern, at)
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
+    parts, start = [], 0
+    for at, char, depth in _structure(pattern, 0):
+        if char == "|" and depth == 0:
             parts.append(pattern[start:at])
             start = at + 1
-        at += 1
     return (*parts, pattern[start:])
 
 
 def _closing(pattern: str, at: int) -> int:
     """Where the group opening at ``at`` closes."""
+    for end, char, depth in _structure(pattern, at):
+        if char == ")" and depth == 0:
+            return end
+    raise ValueError(f"unbalanced group at {at} in {pattern!r}")
+
+
+def _structure(pattern: str, at: int) -> Iterator[tuple[int, str, int]]:
+    """Each position from ``at`` outside escapes and classes, its character and the group
+    depth after it (so a ``)`` closing the outermost group reports 0)."""
     depth = 0
     while at < len(pattern):
         char = pattern[at]
@@ -152,14 +152,10 @@ def _closing(pattern: str, at: int) -> int:
             at += 1
         elif char == "[":
             at = _class_end(pattern, at)
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return at
+        else:
+            depth += (char == "(") - (char == ")")
+            yield at, char, depth
         at += 1
-    raise ValueError(f"unbalanced group at {at} in {pattern!r}")
 
 
 def _class_end(pattern: str, at: int) -> int:
