@@ -5,10 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,12 @@ import pytest
 from selfinstruct_async import cli
 from selfinstruct_async.errors import ConfigError
 from selfinstruct_async.simulator.process import simulator_process
+from tests.test_signals import command, forever_run, wait_for_line, wait_until_requests_in_flight
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _command(out: Path, base_url: str, target: int) -> list[str]:
-    return [
-        sys.executable, "-m", "selfinstruct_async", "run", "--out", str(out),
-        "--base-url", base_url, "--model", "sim", "--target", str(target),
-    ]  # fmt: skip
-
-
-def _uvloop_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "SELFINSTRUCT_RUN_EVENT_LOOP": "uvloop"}
+UVLOOP = {"SELFINSTRUCT_RUN_EVENT_LOOP": "uvloop"}
 
 
 def test_the_stdlib_loop_needs_no_backend_options() -> None:
@@ -60,8 +51,8 @@ def test_a_run_on_uvloop_reaches_its_target_on_the_uvloop_loop(tmp_path: Path) -
     out = tmp_path / "run"
     with simulator_process() as base_url:
         done = subprocess.run(
-            _command(out, base_url, 6), capture_output=True, text=True, env=_uvloop_env(),
-            cwd=ROOT, timeout=120,
+            command(out, base_url, 6), capture_output=True, text=True,
+            env={**os.environ, **UVLOOP}, cwd=ROOT, timeout=120,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "event loop: uvloop" in done.stderr  # read off the running loop, not the setting
@@ -73,32 +64,20 @@ def test_a_run_on_uvloop_reaches_its_target_on_the_uvloop_loop(tmp_path: Path) -
 def test_sigterm_on_uvloop_drains_and_a_resume_reaches_the_target(tmp_path: Path) -> None:
     pytest.importorskip("uvloop")
     out = tmp_path / "run"
-    with simulator_process("--latency", "0.05") as base_url:
-        process = subprocess.Popen(
-            _command(out, base_url, 0), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=_uvloop_env(), cwd=ROOT,
-        )  # fmt: skip
-        try:
-            assert process.stderr is not None
-            for line in process.stderr:  # signal handlers are installed once the loop runs
-                if "event loop: uvloop" in line:
-                    break
-            for line in process.stderr:  # and requests are in flight: mid-run
-                found = re.search(r"in flight (\d+)", line)
-                if found and int(found.group(1)) > 0:
-                    break
-            process.send_signal(signal.SIGTERM)
-            _, rest = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    with (
+        simulator_process("--latency", "0.05") as base_url,
+        forever_run(out, base_url, UVLOOP) as process,
+    ):
+        wait_for_line(process, "event loop: uvloop")  # the loop runs: signals are handled
+        wait_until_requests_in_flight(process)
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=60)
         assert process.returncode == 0, rest[-2000:]
         assert "SIGTERM" in rest
         stopped_at = len((out / "tasks.jsonl").read_text().splitlines())
         done = subprocess.run(
-            _command(out, base_url, stopped_at + 3), capture_output=True, text=True,
-            env=_uvloop_env(), cwd=ROOT, timeout=120,
+            command(out, base_url, stopped_at + 3), capture_output=True, text=True,
+            env={**os.environ, **UVLOOP}, cwd=ROOT, timeout=120,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     ids = [json.loads(line)["id"] for line in (out / "tasks.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,9 +30,12 @@ def command(out: Path, base_url: str, target: int) -> list[str]:
 
 
 @contextmanager
-def forever_run(out: Path, base_url: str) -> Iterator[subprocess.Popen[str]]:
-    """A run with no target whose progress lines show requests in flight."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def forever_run(
+    out: Path, base_url: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A run with no target whose progress lines show requests in flight; ``env`` adds to
+    the environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
         command(out, base_url, 0), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env, cwd=ROOT,
