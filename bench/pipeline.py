@@ -1,11 +1,12 @@
 """Full-pipeline throughput against the bare aiohttp loop, cost per candidate, peak memory.
 
     .venv/bin/python bench/pipeline.py                    # 2,000 tasks, then a 50,000 pool
-    .venv/bin/python bench/pipeline.py --tasks 10000      # the issue's size (~5 min here)
+    .venv/bin/python bench/pipeline.py --tasks 10000      # the issue's size (~1 min here)
     .venv/bin/python bench/pipeline.py --pool 50000 --grow-tasks 500
     .venv/bin/python bench/pipeline.py --memory-pool 200000   # add peak RSS at 200K tasks
     .venv/bin/python bench/pipeline.py --profile prof.out     # cProfile the small-pool run
     .venv/bin/python bench/pipeline.py --uvloop               # all parts on uvloop's loop
+    .venv/bin/python bench/pipeline.py --rounds 3             # a, b, a2 three times: medians
 
 The simulator runs in its own process at zero latency with no limits (``python -m
 selfinstruct_async.simulator``, its default self-instruct responder), so every CPU second
@@ -28,6 +29,11 @@ a2. the bare loop again, right after b, sending a uniform sample of the request 
    waits on the simulator, which a busy part b pays less: the floor for part b's traffic
    lies between a and a2, and both ratios are printed and judged. The sample (about 7 MB
    at 2,000 bodies) is in the peak RSS printed after b.
+
+One round of a, b and a2 is one sample of a machine whose speed drifts by a quarter from
+minute to minute; ``--rounds N`` runs them N times back to back (each b from the seeds in
+its own directory), takes each round's ratios within the round, and judges their median
+(the range is printed beside it). Part c is compared with the median bare loops.
 
 Printed: requests, candidate instructions, client CPU seconds, requests per CPU-second and
 the ratios to both bare loops (target >= 0.5), CPU ms per candidate at the small and the big
@@ -53,6 +59,7 @@ import logging
 import os
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -286,36 +293,62 @@ def grow_pool(out: Path, size: int, seed: int = 7) -> None:
     Store(out).close()
 
 
+@dataclass(frozen=True)
+class Round:
+    """Parts a, b and a2, run back to back: b's ratios are taken within one round."""
+
+    bare: Measured
+    small: Measured
+    same: Measured
+
+    def ratios(self) -> tuple[float, float]:
+        """b over a2, b over a."""
+        return self.small.per_cpu / self.same.per_cpu, self.small.per_cpu / self.bare.per_cpu
+
+
+async def one_round(args: argparse.Namespace, base_url: str, out: Path, number: int) -> Round:
+    """Parts a, b (into ``out``, from the seeds) and a2; cProfile b of round 1 if asked."""
+    suffix = f", round {number}" if args.rounds > 1 else ""
+    bare = await bare_loop(
+        base_url, args.bare_requests, args.concurrency, label=f"a bare loop, one prompt{suffix}"
+    )
+    profiler = cProfile.Profile() if args.profile and number == 1 else None
+    if profiler:
+        profiler.enable()
+    _SAMPLE.reset(args.sample)
+    _SAMPLE.on = True
+    small = await pipeline(
+        f"b pipeline to {args.tasks:,} tasks{suffix}", base_url, out, args.tasks, args.concurrency
+    )
+    _SAMPLE.on = False
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    same = await bare_loop(
+        base_url,
+        args.bare_requests,
+        args.concurrency,
+        _SAMPLE.bodies,
+        f"a2 bare loop, {len(_SAMPLE.bodies):,} of b's requests{suffix}",
+    )
+    return Round(bare, small, same)
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """The median, and the range when there is more than one value."""
+    middle = f"{statistics.median(values):.{digits}f}"
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 async def main_async(args: argparse.Namespace) -> int:
-    rows: list[Measured] = []
     make_plugin_manager()  # imports every plugin module now, outside the measured parts
+    rounds: list[Round] = []
     with simulator_process("--seed", "1") as base_url, tempfile.TemporaryDirectory() as tmp:
-        bare = await bare_loop(base_url, args.bare_requests, args.concurrency)
-        rows.append(bare)
-        small = Path(tmp) / "small"
-        profiler = cProfile.Profile() if args.profile else None
-        if profiler:
-            profiler.enable()
-        _SAMPLE.reset(args.sample)
-        _SAMPLE.on = True
-        rows.append(
-            await pipeline(
-                f"b pipeline to {args.tasks:,} tasks", base_url, small, args.tasks, args.concurrency
-            )
-        )
-        _SAMPLE.on = False
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
+        for number in range(1, args.rounds + 1):
+            rounds.append(await one_round(args, base_url, Path(tmp) / f"small{number}", number))
         rss_small = peak_rss_mb()
-        same = await bare_loop(
-            base_url,
-            args.bare_requests,
-            args.concurrency,
-            _SAMPLE.bodies,
-            f"a2 bare loop, {len(_SAMPLE.bodies):,} of b's requests",
-        )
-        rows.append(same)
         big = Path(tmp) / "big"
         big_row: Measured | None = None
         if args.pool:
@@ -329,7 +362,6 @@ async def main_async(args: argparse.Namespace) -> int:
                 args.pool + args.grow_tasks,
                 args.concurrency,
             )
-            rows.append(big_row)
         rss_big = peak_rss_mb()
         rss_memory: float | None = None
         if args.memory_pool:
@@ -348,23 +380,34 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{'part':<44} {'requests':>9} {'cands':>8} {'CPU s':>7} {'load s':>7} {'wall s':>7} "
         f"{'req/CPU-s':>9} {'vs a':>5} {'vs a2':>5} {'ms/cand':>8}"
     )
-    for r in rows:
-        ms = f"{r.ms_per_candidate:8.3f}" if r.candidates else f"{'-':>8}"
+    # A later part is compared with the median bare loops over the rounds.
+    bare_rate = statistics.median(r.bare.per_cpu for r in rounds)
+    same_rate = statistics.median(r.same.per_cpu for r in rounds)
+    lines: list[tuple[Measured, float, float]] = []
+    for r in rounds:
+        lines += [(m, r.bare.per_cpu, r.same.per_cpu) for m in (r.bare, r.small, r.same)]
+    if big_row is not None:
+        lines.append((big_row, bare_rate, same_rate))
+    for m, bare_per_cpu, same_per_cpu in lines:
+        ms = f"{m.ms_per_candidate:8.3f}" if m.candidates else f"{'-':>8}"
         print(
-            f"{r.label:<44} {r.requests:>9,} {r.candidates:>8,} {r.cpu:>7.1f} {r.load:>7.1f} "
-            f"{r.wall:>7.1f} {r.per_cpu:>9,.0f} {r.per_cpu / bare.per_cpu:>5.2f} "
-            f"{r.per_cpu / same.per_cpu:>5.2f} {ms}"
+            f"{m.label:<44} {m.requests:>9,} {m.candidates:>8,} {m.cpu:>7.1f} {m.load:>7.1f} "
+            f"{m.wall:>7.1f} {m.per_cpu:>9,.0f} {m.per_cpu / bare_per_cpu:>5.2f} "
+            f"{m.per_cpu / same_per_cpu:>5.2f} {ms}"
         )
     print("(req/CPU-s and ms/cand: pipeline CPU, i.e. CPU s minus load s)")
-    small_row = rows[1]
+    if args.rounds > 1:
+        print(f"(medians over {args.rounds} rounds, their range in brackets)")
     verdicts = []
-    for name, floor in (("a2, b's own requests", same), ("a, one short prompt", bare)):
-        ratio = small_row.per_cpu / floor.per_cpu
+    for index, name in enumerate(("a2, b's own requests", "a, one short prompt")):
+        ratios = [r.ratios()[index] for r in rounds]
+        ratio = statistics.median(ratios)
         verdicts.append(
-            (f"b req/CPU-s vs bare loop {name}", f"{ratio:.2f}", ">= 0.5", ratio >= 0.5)
+            (f"b req/CPU-s vs bare loop {name}", spread(ratios), ">= 0.5", ratio >= 0.5)
         )
     if big_row is not None:
-        grow = big_row.ms_per_candidate / small_row.ms_per_candidate
+        small_ms = statistics.median(r.small.ms_per_candidate for r in rounds)
+        grow = big_row.ms_per_candidate / small_ms
         verdicts.append(
             ("ms/candidate big pool / small pool", f"{grow:.2f}", "<= 1.2", grow <= 1.2)
         )
@@ -389,7 +432,7 @@ async def main_async(args: argparse.Namespace) -> int:
         )
     print()
     for name, value, target, passed in verdicts:
-        print(f"{name:<48} {value:>10}  target {target:<8} {'PASS' if passed else 'FAIL'}")
+        print(f"{name:<48} {value:>16}  target {target:<8} {'PASS' if passed else 'FAIL'}")
     return 0 if all(v[3] for v in verdicts) else 1
 
 
@@ -406,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sample", type=int, default=2000, help="request bodies of part b that a2 replays"
     )
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument(
+        "--rounds", type=int, default=1, help="run a, b and a2 this many times; judge medians"
+    )
     p.add_argument("--profile", metavar="FILE", help="cProfile part b into FILE")
     p.add_argument(
         "--uvloop", action="store_true", help="run every part on uvloop (pip install uvloop)"
