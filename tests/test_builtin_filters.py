@@ -83,6 +83,24 @@ async def test_similar_instruction_is_rejected_once_the_first_is_remembered(
     assert rejection is not None and rejection.filter == "rouge_similarity"
 
 
+@pytest.mark.anyio
+async def test_non_text_modality_judges_only_what_the_papers_filters_keep(
+    chain: FilterChain,
+) -> None:
+    names = [f.name for f in chain.instruction_filters]
+    assert names.index("non_text_modality") > names.index("rouge_similarity")
+    pool = "Give a caption for this photo of a sunset at the beach."
+    chain.remember(pool)
+    # Too similar to the pool and a picture task: the paper's ROUGE-L filter names it, as
+    # the paper's code would have.
+    repeat = await chain.check_instruction(
+        "Give a caption for this photo of a sunrise at the beach."
+    )
+    assert repeat is not None and repeat.filter == "rouge_similarity"
+    fresh = await chain.check_instruction("Describe what is happening in this photo of a crowd.")
+    assert fresh is not None and fresh.filter == "non_text_modality"
+
+
 async def instance_verdicts(chain: FilterChain, instances: list[Instance]) -> list[str | None]:
     verdicts = []
     for index, instance in enumerate(instances):
