@@ -142,7 +142,6 @@ def test_rank_keeps_items_reaching_their_need_by_slack_then_id(
     bounds = np.array([min(b, 255) for b, _ in rows], dtype=np.uint8)
     kept = [(needs.of(n) - b, k) for k, (b, n) in enumerate(rows) if b >= needs.of(n)]
     expected = [k for _, k in sorted(kept)]
-    seqs = ["x" * n for _, n in rows]  # only their lengths count
-    items, least = _rank(near, bounds, lens, needs, seqs)
+    items, least = _rank(near, bounds, lens, needs)
     assert items == expected
     assert least == min((needs.of(rows[k][1]) for k in expected), default=NEVER)

@@ -7,12 +7,13 @@ which pool items need an LCS at all, and only ever skips items whose F provably 
 exceed the threshold: an overlap bound for every item from 256 token buckets
 (:mod:`.buckets`, one numpy gather-and-sum), compared in the same pass with nearly the least
 LCS the item's own length needs (an offset byte per item, :func:`.bounds.credits`), then
-exactly; the few items left get an exact LCS, most slack (bound less need) first, and the
-search stops at the first hit. The pool is bounded a stretch at a time, oldest first
-(8,192 items, 16,384, then the rest of each block), each stretch's survivors verified
-before the next, so a near-duplicate of an old instruction ends the search early. Items
-of over 255 tokens have no counts and are verified whenever their length could reach the
-threshold; pools of a few dozen items are simply scanned, one C++ LCS pass over the pool.
+exactly; the items left get an exact LCS (in pool order when a few dozen are left, most
+slack, bound less need, first when more are), and the search stops at the first hit. The
+pool is bounded a stretch at a time, oldest first (8,192 items, 16,384, then the rest of
+each block), each stretch's survivors verified before the next, so a near-duplicate of an
+old instruction ends the search early. Items of over 255 tokens have no counts and are
+verified whenever their length could reach the threshold; pools of a few dozen items are
+simply scanned, one C++ LCS pass over the pool.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ _MAX_VOCAB = 0x110000 - 1
 # 0.15 us an item, the bucket bound about 10 us plus 0.005 us an item.
 _SCAN_BELOW = 48
 _BATCH = 1024
-_FEW = 24  # bucket survivors checked in plain Python up to this many
+# Up to this many bucket survivors are checked one by one in pool order, each against its
+# own need and then by LCS, stopping at the first hit; ranking them by slack first (a
+# numpy call or a Python pass over all of them) cost more than the LCS it saved: part c's
+# recorded queries (bench/candidate_checks.py), first_above -12% (bench/similarity_ab.py).
+_FEW = 64
 # Survivors verified one C++ call each (0.3 us) before batches (4 us a batch + 0.1 an item).
 _ONE_BY_ONE = 16
 # Search the pool stretch by stretch (stopping at the first hit) while at least this share
@@ -62,28 +67,13 @@ def _rank(
     bounds: np.ndarray[Any, Any],
     lens: np.ndarray[Any, Any],
     needs: Needs,
-    seqs: list[str],
 ) -> _Survivors:
     """The items whose bound reaches their own need(m, n), by slack (bound - need), then id.
 
-    Slack first: an item whose bound clears its need by more tends to have the larger LCS.
-    On part c's stream of ``bench/pipeline.py`` it halves the LCS a query computes before
-    its hit, against ordering by the bound alone (2.3 against 5.4 at a 50,000-item pool).
+    For more than ``_FEW`` survivors (fewer are checked in pool order). Slack first: an
+    item whose bound clears its need by more tends to have the larger LCS, which matters
+    when many items survive the bound.
     """
-    if len(near) <= _FEW:  # numpy's per-call cost would dominate: rank them in Python
-        listed = needs.listed
-        top = len(listed) - 1  # need() of every longer item: NEVER
-        ranked = []
-        least = NEVER
-        for item, bound in zip(near.tolist(), bounds.tolist(), strict=True):
-            n = len(seqs[item])  # cheaper than a numpy gather of a few lengths
-            need_n = listed[n if n < top else top]
-            if bound >= need_n:
-                ranked.append((need_n - bound, item))
-                if need_n < least:
-                    least = need_n
-        ranked.sort()
-        return [item for _, item in ranked], least
     required = needs.of_lengths(lens.take(near))
     slack = bounds.astype(np.int64) - required
     fits = np.flatnonzero(slack >= 0)
@@ -101,7 +91,8 @@ class IndexStats:
     queries: int = 0
     empty_queries: int = 0
     bounded: int = 0  # items given a bucket overlap bound
-    pruned: int = 0  # of those, items the bound rules out without an LCS
+    pruned: int = 0  # of those, items given no LCS: the bound rules them out (or, checked
+    # in pool order, they come after the hit)
     lcs_computed: int = 0
     hits: int = 0
 
@@ -288,7 +279,14 @@ class SimilarityIndex:
             if not len(near):
                 stats.pruned += covered
                 continue
-            items, least = _rank(near, bounds, self._lens, needs, self._seqs)
+            if len(near) <= _FEW:
+                query = query or "".join(map(chr, self._encode_query(tokens)))
+                hit, checked = self._verify_near(query, m, t, near, bounds, needs)
+                stats.pruned += covered - checked
+                if hit is not None:
+                    return hit
+                continue
+            items, least = _rank(near, bounds, self._lens, needs)
             stats.pruned += covered - len(items)
             if items:
                 query = query or "".join(map(chr, self._encode_query(tokens)))
@@ -296,6 +294,38 @@ class SimilarityIndex:
                 if hit is not None:
                     return hit
         return None
+
+    def _verify_near(
+        self,
+        query: str,
+        m: int,
+        t: float,
+        near: np.ndarray[Any, Any],
+        bounds: np.ndarray[Any, Any],
+        needs: Needs,
+    ) -> tuple[tuple[int, float] | None, int]:
+        """A few bucket survivors, oldest first: each one's own need, then its LCS."""
+        listed = needs.listed
+        top = len(listed) - 1  # need() of every longer item: NEVER
+        seqs = self._seqs
+        similarity = LCSseq.similarity
+        stats = self.stats
+        checked = 0
+        for item, bound in zip(near.tolist(), bounds.tolist(), strict=True):
+            seq = seqs[item]
+            n = len(seq)
+            need_n = listed[n if n < top else top]
+            if bound < need_n:
+                continue
+            checked += 1
+            stats.lcs_computed += 1
+            lcs = similarity(query, seq, score_cutoff=need_n)
+            if lcs:
+                f = f_from_lcs(int(lcs), n, m)
+                if f > t:
+                    stats.hits += 1
+                    return (item, f), checked
+        return None, checked
 
     def _add_long_items(
         self, near: np.ndarray[Any, Any], bounds: np.ndarray[Any, Any], needs: Needs
