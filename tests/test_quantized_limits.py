@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import anyio
@@ -22,6 +22,7 @@ import pytest
 from selfinstruct_async.client.pacing import Pacer
 from selfinstruct_async.client.retry import parse_duration
 from selfinstruct_async.client.slice_lock import SliceLock
+from selfinstruct_async.client.slice_windows import SliceWindows
 from selfinstruct_async.simulator.__main__ import _parser, settings_from_args
 from selfinstruct_async.simulator.limits import ProviderLimits
 from selfinstruct_async.simulator.settings import SimulatorSettings
@@ -128,10 +129,33 @@ class Outcome:
     admitted: list[float]  # provider times of the requests it served
     refused: int
     lock: SliceLock | None
+    refused_at: list[float] = field(default_factory=list)  # provider times of the 429s
+
+    def refused_in(self, start: float, seconds: float) -> int:
+        return sum(1 for t in self.refused_at if start <= t < start + seconds)
 
     def ratio(self, rpm: float, start: float, seconds: float) -> float:
         served = sum(1 for t in self.admitted if start <= t < start + seconds)
         return served / (rpm / 60.0 * seconds)
+
+
+class LateClock:
+    """A ManualClock whose sleeps end up to ``late`` seconds after their deadline.
+
+    A real event loop wakes a timer late: epoll counts in milliseconds, and a loop busy with
+    a pipeline's other tasks gets to the timer when the running step ends.
+    """
+
+    def __init__(self, clock: ManualClock, late: float, seed: int = 5) -> None:
+        self.clock = clock
+        self.late = late
+        self._rng = random.Random(seed)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def sleep_until(self, deadline: float, wake: anyio.Event | None = None) -> None:
+        await self.clock.sleep_until(deadline + self._rng.uniform(0.0, self.late), wake)
 
 
 async def steady_load(
@@ -143,8 +167,9 @@ async def steady_load(
     delay: tuple[float, float] = (0.0, 0.04),
     latency: float = 0.5,
     seed: int = 1,
+    workers: int = 64,
 ) -> Outcome:
-    """64 workers keep requests queued at the pacer for ``seconds`` of virtual time.
+    """``workers`` keep requests queued at the pacer for ``seconds`` of virtual time.
 
     A grant reaches the provider ``delay`` later (uniform), is admitted or refused there,
     and its answer comes back after a lognormal ``latency``; the answer's reset header goes
@@ -167,6 +192,7 @@ async def steady_load(
             pacer.observe_reset(sent, parse_duration(headers["x-ratelimit-reset-requests"]))
             if refused is not None:
                 outcome.refused += 1
+                outcome.refused_at.append(arrived)
                 pacer.on_throttled("requests", sent, announced=rpm)
             else:
                 outcome.admitted.append(arrived)
@@ -175,7 +201,7 @@ async def steady_load(
 
     async def body() -> None:
         async with anyio.create_task_group() as tg:
-            for _ in range(64):
+            for _ in range(workers):
                 tg.start_soon(worker)
 
     await on_virtual_time(clock, body)
@@ -194,6 +220,28 @@ async def test_paced_at_the_limit_a_steady_minute_has_no_429s_against_slices(
     assert outcome.refused == 0  # the careful start included
     assert outcome.ratio(600, start=3.0, seconds=60.0) >= 0.98
     assert outcome.lock is not None and outcome.lock.verified
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit_slice", [1.0, 0.1])
+async def test_at_a_high_limit_late_wake_ups_still_get_the_full_rate_without_429s(
+    limit_slice: float,
+) -> None:
+    # 30,000 RPM is one request per 2 ms: a lattice point per request cannot be met by a
+    # loop whose timers fire up to 1.5 ms late (that pacer kept 0.39 of the limit), so the
+    # pacer learns the slices' length and fills each slice's interior instead. Delays as
+    # on loopback, where the lock engages.
+    clock = ManualClock()
+    pacer = Pacer(rpm=30_000, concurrency=1000, clock=LateClock(clock, late=0.0015))
+    provider = limits(30_000, limit_slice)
+    outcome = await steady_load(
+        provider, pacer, clock, seconds=12.0, delay=(0.0, 0.0005), workers=400
+    )
+    assert outcome.refused_in(start=6.0, seconds=6.0) == 0
+    assert outcome.ratio(30_000, start=6.0, seconds=6.0) >= 0.98
+    windows = pacer.slice_windows
+    assert windows is not None and windows.slice == pytest.approx(limit_slice, rel=1e-3)
+    assert windows.share == round(limit_slice * 500)
 
 
 @pytest.mark.anyio
@@ -278,6 +326,51 @@ def test_boundaries_that_follow_the_sends_are_a_bucket_and_the_lock_gives_up() -
         lock.granted(sent)
         lock.observe(sent, reset=0.1, now=sent)
     assert lock.off and not lock.locked
+
+
+def _answered_slices(windows: SliceWindows, slice_: float, phase: float, seconds: float) -> None:
+    """Answers to sends one interval apart, 0-5 ms on the way, from slices ``slice_`` long
+    ending at ``phase`` plus whole slices."""
+    rng = random.Random(4)
+    sent = 0.0
+    while sent < seconds:
+        arrived = sent + rng.uniform(0.0, 0.005)
+        end = phase + math.floor((arrived - phase) / slice_ + 1) * slice_
+        windows.granted(sent)
+        windows.observe(sent, round(end - arrived, 3))  # headers carry milliseconds
+        sent += windows.period
+
+
+def test_slice_windows_learn_the_length_the_boundaries_and_the_delays_spread() -> None:
+    windows = SliceWindows(period=0.002)  # 30,000 RPM
+    _answered_slices(windows, slice_=0.1, phase=0.0137, seconds=2.0)
+    assert windows.ready and windows.share == 50
+    assert windows.slice == pytest.approx(0.1)
+    # The least delayed answers name the boundary itself, less the header's rounding.
+    assert _offset(windows.boundary - 0.0137, 0.1) == pytest.approx(0.0, abs=0.0015)
+    assert 1.5 * 0.004 <= windows.margin <= 1.5 * 0.0065  # the delays vary by 5 ms
+
+
+def test_slice_windows_keep_requests_inside_a_slice_and_within_its_share() -> None:
+    windows = SliceWindows(period=0.002)
+    _answered_slices(windows, slice_=0.1, phase=0.0137, seconds=2.0)
+    start = windows.boundary + 30 * 0.1  # a slice later on
+    margin = windows.margin
+    assert windows.window_at(start - margin / 2) == pytest.approx(start + margin)
+    assert windows.window_at(start + 0.05) == pytest.approx(start + 0.05)
+    for k in range(windows.share):  # the slice's share, all at its middle
+        windows.granted(start + 0.05 + k * 1e-6)
+    assert windows.window_at(start + 0.06) == pytest.approx(start + 0.1 + margin)
+
+
+def test_a_bucket_teaches_no_slices() -> None:
+    full = SliceWindows(period=0.002)  # a full bucket: "full again" an interval on
+    drawn = SliceWindows(period=0.002)  # drawn down: each request a bit further off
+    for k in range(2000):
+        sent = k * 0.002
+        full.observe(sent, 0.002)
+        drawn.observe(sent, 0.002 + 0.0007 * k % 1.0)
+    assert not full.ready and not drawn.ready
 
 
 @pytest.mark.anyio

@@ -7,7 +7,9 @@ few milliseconds of jitter move one request across a boundary: that slice gets o
 many, a 429. A :class:`SliceLock` learns where the boundaries fall from the
 ``x-ratelimit-reset-requests`` of the answers and says when to send each request at the
 ceiling: midway between two boundaries, one per emission interval. The
-:class:`~selfinstruct_async.client.pacing.Pacer` owns one per endpoint.
+:class:`~selfinstruct_async.client.pacing.Pacer` owns one per endpoint; once its
+:class:`~selfinstruct_async.client.slice_windows.SliceWindows` has learned slices of two
+requests or more, those decide instead.
 """
 
 from __future__ import annotations

@@ -1,0 +1,157 @@
+"""A provider's fixed rate-limit slices, learned as a whole: :class:`SliceWindows`.
+
+The :class:`~selfinstruct_async.client.slice_lock.SliceLock` sends one request per
+lattice point, half an interval from the nearest boundary. That needs each request's
+timer to fire within a quarter interval of its point: 25 ms at 600 RPM, but half a
+millisecond at 30,000 RPM, which an event loop busy with a pipeline does not keep (epoll
+alone counts in milliseconds): such a pacer kept a third of a 30,000 RPM limit. Its half
+interval of margin is also less than the tens of milliseconds by which a busy client's
+requests reach the provider at different delays after their grant.
+
+When a slice holds many requests, what matters is only that no slice gets more than its
+share and that nothing lands near a boundary. So this learns the slices themselves from
+the ``x-ratelimit-reset-requests`` of the answers:
+
+- the longest reset is a slice's length (an answer that arrived just after a boundary
+  waits a whole slice); rounded up to whole intervals, as a slice holds a whole number of
+  requests;
+- an answer to a request granted at ``sent_at`` names the end of its slice as
+  ``sent_at + reset`` less the request's delay on the way; modulo the slice's length these
+  gather on one arc of the circle, whose far end is the boundary (the least delayed
+  request's) and whose width is how much the delays vary.
+
+Requests then go anywhere in a slice's interior, at the request rate, up to its share, at
+least a margin (1.5 times that width) from both ends: one granted after the start arrives
+after it, one granted before the margin at the end arrives before the end. A bucket
+refilled continuously shows no arc (each request moves its "full again" on), so nothing
+is learned from one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+_EPS = 1e-9
+
+# The last _SAMPLES boundaries are weighed, every _EVERY answers once _SAMPLES arrived.
+_SAMPLES = 256
+_EVERY = 32
+# They must agree: the mean resultant length of their phases on the slice's circle at
+# least _AGREEMENT (a bucket's spread over the whole circle).
+_AGREEMENT = 0.7
+# The margin kept from both ends of a slice: 1.5 times the width of the arc holding all
+# but the _OUTLIERS share of them at either end (a request held up once must not halve
+# the rate), at least half an interval and _MARGIN_FLOOR (a network's jitter), at most
+# _MARGIN_CAP of a slice: a busy client's delays can vary by a quarter of a 0.1 s slice,
+# and a narrower window, which the request bucket fills after each margin, still keeps
+# the rate where giving up would not.
+_OUTLIERS = 0.01
+_SPREAD_FACTOR = 1.5
+_MARGIN_FLOOR = 0.005
+_MARGIN_CAP = 0.4
+
+
+def _wrap(x: float, period: float) -> float:
+    """``x`` modulo ``period``, in ``[-period / 2, period / 2)``."""
+    return (x + period / 2) % period - period / 2
+
+
+class SliceWindows:
+    """The slices of a provider at ``period`` seconds a request (60 / requests-per-minute).
+
+    Feed it every answer's reset (:meth:`observe`); once :attr:`ready`, ask it when the
+    next request may go (:meth:`window_at`); tell it every grant (:meth:`granted`).
+    """
+
+    def __init__(self, period: float) -> None:
+        if not period > 0:
+            raise ValueError(f"period must be positive, got {period}")
+        self.period = period
+        self.slice: float | None = None  # seconds, once learned
+        self.share = 0  # requests a slice allows: its length in intervals
+        self.margin = 0.0
+        self.boundary = 0.0  # one boundary, our clock; the others a slice apart
+        self._longest = 0.0  # the longest reset seen
+        self._samples: deque[float] = deque(maxlen=_SAMPLES)  # boundaries named
+        self._fresh = 0
+        self._window = (-math.inf, 0)  # (start of the slice granted in last, its grants)
+        self._last_grant = -math.inf
+
+    @property
+    def ready(self) -> bool:
+        """Whether requests go by slices: learned, two requests a slice or more."""
+        return self.slice is not None and self.share >= 2
+
+    def observe(self, sent_at: float, reset: float) -> None:
+        """Take the reset an answer to a request granted at ``sent_at`` came with."""
+        if not (math.isfinite(reset) and reset >= 0):
+            return
+        self._longest = max(self._longest, reset)
+        self._samples.append(sent_at + reset)
+        self._fresh += 1
+        if self._fresh >= _EVERY and len(self._samples) == _SAMPLES:
+            self._fresh = 0
+            self._learn()
+
+    def _learn(self) -> None:
+        period = self.period
+        share = math.ceil(self._longest / period - 0.01)
+        length = share * period
+        if share < 2:
+            self._forget()
+            return
+        turn = 2 * math.pi / length
+        c = sum(math.cos(b * turn) for b in self._samples) / len(self._samples)
+        s = sum(math.sin(b * turn) for b in self._samples) / len(self._samples)
+        if math.hypot(c, s) < _AGREEMENT:
+            self._forget()
+            return
+        mean = math.atan2(s, c) / turn
+        offsets = sorted(_wrap(b - mean, length) for b in self._samples)
+        cut = int(len(offsets) * _OUTLIERS)
+        width = offsets[-1 - cut] - offsets[cut]
+        changed = share != self.share
+        self.slice, self.share = length, share
+        self.boundary = mean + offsets[-1]  # the least delayed request's: the slices' end
+        self.margin = min(
+            max(_SPREAD_FACTOR * width, period / 2, _MARGIN_FLOOR), _MARGIN_CAP * length
+        )
+        if changed and math.isfinite(self._last_grant):
+            # The grants already made in the current slice were not counted in it (or
+            # against another share): none more go there.
+            self._window = (self._start(self._last_grant), share)
+
+    def _forget(self) -> None:
+        self.slice, self.share = None, 0
+
+    def _start(self, t: float) -> float:
+        """The start of the slice holding ``t``."""
+        assert self.slice is not None
+        anchor = self.boundary
+        return anchor + math.floor((t - anchor) / self.slice + _EPS) * self.slice
+
+    def window_at(self, t: float) -> float:
+        """The earliest time from ``t`` on that a request may go: inside a slice, at least
+        the margin from both its ends, while the slice has had fewer than its share."""
+        assert self.slice is not None
+        length, margin = self.slice, self.margin
+        start = self._start(t)
+        last, count = self._window
+        while True:
+            t = max(t, start + margin)
+            full = abs(start - last) < length / 2 and count >= self.share
+            if t <= start + length - margin and not full:
+                return t
+            start += length
+            t = start + margin
+
+    def granted(self, t: float) -> None:
+        """A request went at ``t`` (tell it every grant, learned or not)."""
+        self._last_grant = t
+        if self.slice is None:
+            return
+        start = self._start(t)
+        last, count = self._window
+        same = abs(start - last) < self.slice / 2
+        self._window = (last, count + 1) if same else (start, 1)
