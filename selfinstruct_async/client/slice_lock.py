@@ -44,12 +44,12 @@ CAREFUL_STRETCH = 1.25
 _RESET_SLACK = 1.05
 
 
-def _wrap(x: float, period: float) -> float:
+def wrap(x: float, period: float) -> float:
     """``x`` modulo ``period``, in ``[-period / 2, period / 2)``."""
     return (x + period / 2) % period - period / 2
 
 
-def _circular_mean(phases: list[float], period: float) -> tuple[float, float]:
+def circular_mean(phases: list[float], period: float) -> tuple[float, float]:
     """The mean of phases on a circle of ``period``, and how well they agree (0 to 1)."""
     turn = 2 * math.pi / period
     c = sum(math.cos(p * turn) for p in phases) / len(phases)
@@ -140,7 +140,7 @@ class SliceLock:
         # A quarter interval: above the noise of a mean of _CHECK_MIN jittery boundaries,
         # below the half interval a full bucket's boundaries jump when the lattice moves.
         period = self.period
-        drift = _wrap(mean - self.phase, period)
+        drift = wrap(mean - self.phase, period)
         if not self.verified:
             if abs(drift) <= period / 4:
                 self.verified = True
@@ -179,7 +179,7 @@ class SliceLock:
         return False
 
     def _mean(self) -> tuple[float, float]:
-        return _circular_mean([b % self.period for b, _ in self._samples], self.period)
+        return circular_mean([b % self.period for b, _ in self._samples], self.period)
 
     def _move(self, phase: float, now: float) -> None:
         self.phase = phase

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from .slice_lock import circular_mean, wrap
+
 _EPS = 1e-9
 
 # The last _SAMPLES boundaries are weighed, every _EVERY answers once _SAMPLES arrived.
@@ -50,11 +52,6 @@ _OUTLIERS = 0.01
 _SPREAD_FACTOR = 1.5
 _MARGIN_FLOOR = 0.005
 _MARGIN_CAP = 0.4
-
-
-def _wrap(x: float, period: float) -> float:
-    """``x`` modulo ``period``, in ``[-period / 2, period / 2)``."""
-    return (x + period / 2) % period - period / 2
 
 
 class SliceWindows:
@@ -101,14 +98,11 @@ class SliceWindows:
         if share < 2:
             self._forget()
             return
-        turn = 2 * math.pi / length
-        c = sum(math.cos(b * turn) for b in self._samples) / len(self._samples)
-        s = sum(math.sin(b * turn) for b in self._samples) / len(self._samples)
-        if math.hypot(c, s) < _AGREEMENT:
+        mean, agreement = circular_mean(list(self._samples), length)
+        if agreement < _AGREEMENT:
             self._forget()
             return
-        mean = math.atan2(s, c) / turn
-        offsets = sorted(_wrap(b - mean, length) for b in self._samples)
+        offsets = sorted(wrap(b - mean, length) for b in self._samples)
         cut = int(len(offsets) * _OUTLIERS)
         width = offsets[-1 - cut] - offsets[cut]
         changed = share != self.share
