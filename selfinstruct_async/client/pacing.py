@@ -19,6 +19,9 @@ emission interval: half an interval of jitter either way is then harmless. At hi
 length, where they end and how much the requests' delays vary, and requests go anywhere
 in a slice's interior up to its share: a lattice point per request needs timers precise
 to a quarter interval, half a millisecond at 30,000 RPM, which a busy event loop misses.
+Above 6,000 RPM (``LATTICE_MIN``) the lattice is never used: until the windows have
+learned whether there are slices, requests go at a stretched interval, so the first
+slices, which nothing is known about yet, are not filled past their share.
 
 Rates adapt AIMD-style: a 429 for a request sent at the current rate cuts that rate
 multiplicatively (once per congestion episode: answers to requests sent before the cut do
@@ -46,6 +49,11 @@ from .slice_windows import SliceWindows
 
 # SliceLock is part of what a Pacer shows (``Pacer.slice_lock``): importable from here too.
 __all__ = ["AnyioClock", "Clock", "Pacer", "SliceLock", "SliceWindows"]
+
+# Below this emission interval (above 6,000 RPM) a lattice point per request asks an event
+# loop's timers for more precision than they have (a quarter interval: under 2.5 ms), so
+# slices are paced by SliceWindows alone, carefully (CAREFUL_STRETCH) until they decided.
+LATTICE_MIN = 0.010
 
 
 class Clock(Protocol):
@@ -211,7 +219,7 @@ class Pacer:
             if bucket is not None:
                 at = max(at, bucket.ready_at(1.0, now))
             return windows.window_at(at)
-        if lock is not None and lock.locked:
+        if lock is not None and lock.locked and lock.period >= LATTICE_MIN:
             # One request per lattice point replaces the bucket's burst (a burst may land
             # two slices' worth in one of the provider's slices), and it is placed last:
             # a hold or the token rate must not push a request off its point.
@@ -219,10 +227,23 @@ class Pacer:
             return max(at, lock.slot(at))
         if bucket is not None:
             at = max(at, bucket.ready_at(1.0, now))
-            careful = lock.careful_at() if lock is not None else None
+            careful = self._careful_at(lock)
             if careful is not None:
                 at = max(at, careful)
         return at
+
+    def _careful_at(self, lock: SliceLock | None) -> float | None:
+        """While it is not known whether and where there are slices: the earliest time a
+        stretched interval allows (the lattice lock's careful start, or at high rates
+        until the slice windows decided)."""
+        if lock is None:
+            return None
+        if lock.period >= LATTICE_MIN:
+            return lock.careful_at()
+        windows = self._windows
+        if windows is None or windows.decided:
+            return None
+        return self._last_grant + lock.period * CAREFUL_STRETCH
 
     def _grant(self, tokens: int, now: float) -> None:
         self._inflight += 1
@@ -232,10 +253,10 @@ class Pacer:
             self._windows.granted(now)
         if self._slices is not None and self._windows_at_ceiling() is None:
             lock = self._at_ceiling()
-            if lock is not None and lock.locked:
+            if lock is not None and lock.locked and lock.period >= LATTICE_MIN:
                 self._slices.granted(lock.slot(now))
             else:
-                if lock is not None and lock.careful_at() is not None:
+                if self._careful_at(lock) is not None:
                     # The stretched interval is not saved up in the bucket for a burst.
                     cost = CAREFUL_STRETCH
                 self._slices.granted(now)

@@ -69,6 +69,7 @@ class SliceWindows:
         self.share = 0  # requests a slice allows: its length in intervals
         self.margin = 0.0
         self.boundary = 0.0  # one boundary, our clock; the others a slice apart
+        self.decided = False  # whether enough answers came to tell (slices or none)
         self._longest = 0.0  # the longest reset seen
         self._samples: deque[float] = deque(maxlen=_SAMPLES)  # boundaries named
         self._fresh = 0
@@ -92,6 +93,7 @@ class SliceWindows:
             self._learn()
 
     def _learn(self) -> None:
+        self.decided = True
         period = self.period
         share = math.ceil(self._longest / period - 0.01)
         length = share * period
