@@ -20,11 +20,19 @@ the ``x-ratelimit-reset-requests`` of the answers:
   gather on one arc of the circle, whose far end is the boundary (the least delayed
   request's) and whose width is how much the delays vary.
 
-Requests then go anywhere in a slice's interior, at the request rate, up to its share, at
-least a margin (1.5 times that width) from both ends: one granted after the start arrives
-after it, one granted before the margin at the end arrives before the end. A bucket
-refilled continuously shows no arc (each request moves its "full again" on), so nothing
-is learned from one.
+Requests then go anywhere in a slice's interior, at the request rate, up to its share.
+Delays are one-sided (none is shorter than the least), so the two ends are kept clear for
+different reasons: the start (its ``head``) only by a few milliseconds, for the estimate's
+own error, as a request granted after it arrives after it; the end (its ``tail``) by as
+much as a request's delay may exceed the least: 1.5 times the spread of all but the most
+delayed 1%, and at least the longest hold seen lately. An event loop held up (a garbage
+collector's full pass over a busy client's heap takes 40-55 ms) delays every request
+granted but not yet written, and one granted late in a slice then lands in the next,
+which gets its share and one more. Such a held request's boundary can lie more than half
+a slice before the others', on the far side of the circle: the boundary is the far end of
+the arc that holds the mass of them, not the farthest point. A bucket refilled
+continuously shows no arc (each request moves its "full again" on), so nothing is
+learned from one.
 """
 
 from __future__ import annotations
@@ -42,14 +50,19 @@ _EVERY = 32
 # They must agree: the mean resultant length of their phases on the slice's circle at
 # least _AGREEMENT (a bucket's spread over the whole circle).
 _AGREEMENT = 0.7
-# The margin kept from both ends of a slice: 1.5 times the width of the arc holding all
-# but the _OUTLIERS share of them at either end (a request held up once must not halve
-# the rate), at least half an interval and _MARGIN_FLOOR (a network's jitter), at most
-# _MARGIN_CAP of a slice: a busy client's delays can vary by a quarter of a 0.1 s slice,
-# and a narrower window, which the request bucket fills after each margin, still keeps
-# the rate where giving up would not.
+# The delays' spread: the arc holding all but the most delayed _OUTLIERS share of them (a
+# request held up once must not halve the rate for good). The boundary is the farthest
+# of them within _EDGE_SLACK of the arc's end: a held request's lies far beyond it.
 _OUTLIERS = 0.01
+_EDGE_SLACK = 0.002
+# The tail kept clear before a slice's end: _SPREAD_FACTOR times the spread, and the
+# longest hold seen, remembered with a half-life of _HELD_HALF_LIFE seconds (a garbage
+# collector's full passes come every few seconds). The head after its start: half an
+# interval and half the spread. Both at least _MARGIN_FLOOR (a network's jitter), each at
+# most _MARGIN_CAP of a slice: a narrower window, which the request bucket fills after
+# the dead time, still keeps the rate where giving up would not.
 _SPREAD_FACTOR = 1.5
+_HELD_HALF_LIFE = 60.0
 _MARGIN_FLOOR = 0.005
 _MARGIN_CAP = 0.4
 
@@ -67,12 +80,16 @@ class SliceWindows:
         self.period = period
         self.slice: float | None = None  # seconds, once learned
         self.share = 0  # requests a slice allows: its length in intervals
-        self.margin = 0.0
+        self.head = 0.0  # kept clear after a slice's start
+        self.tail = 0.0  # kept clear before its end
         self.boundary = 0.0  # one boundary, our clock; the others a slice apart
         self.decided = False  # whether enough answers came to tell (slices or none)
         self._longest = 0.0  # the longest reset seen
         self._samples: deque[float] = deque(maxlen=_SAMPLES)  # boundaries named
         self._fresh = 0
+        self._held = 0.0  # the longest delay over the least lately (decaying)
+        self._held_at = -math.inf  # when it was last weighed (a send time)
+        self._last_sent = -math.inf
         self._window = (-math.inf, 0)  # (start of the slice granted in last, its grants)
         self._last_grant = -math.inf
 
@@ -86,6 +103,7 @@ class SliceWindows:
         if not (math.isfinite(reset) and reset >= 0):
             return
         self._longest = max(self._longest, reset)
+        self._last_sent = max(self._last_sent, sent_at)
         self._samples.append(sent_at + reset)
         self._fresh += 1
         if self._fresh >= _EVERY and len(self._samples) == _SAMPLES:
@@ -106,13 +124,21 @@ class SliceWindows:
             return
         offsets = sorted(wrap(b - mean, length) for b in self._samples)
         cut = int(len(offsets) * _OUTLIERS)
-        width = offsets[-1 - cut] - offsets[cut]
+        edge = offsets[-1 - cut] + _EDGE_SLACK
+        end = max(x for x in offsets if x <= edge)  # the least delayed's: the slices' end
+        # How much later than the least delayed each one arrived, held ones included.
+        late = sorted((end - x) % length for x in offsets)
+        spread = late[-1 - cut]
+        now = self._last_sent
+        decay = 0.5 ** (max(0.0, now - self._held_at) / _HELD_HALF_LIFE)
+        self._held, self._held_at = max(late[-1], self._held * decay), now
         changed = share != self.share
         self.slice, self.share = length, share
-        self.boundary = mean + offsets[-1]  # the least delayed request's: the slices' end
-        self.margin = min(
-            max(_SPREAD_FACTOR * width, period / 2, _MARGIN_FLOOR), _MARGIN_CAP * length
-        )
+        self.boundary = mean + end
+        cap = _MARGIN_CAP * length
+        # Half the spread as well: the least delay moves when the client's load does.
+        self.head = min(max(period / 2, spread / 2, _MARGIN_FLOOR), cap)
+        self.tail = min(max(_SPREAD_FACTOR * spread, self._held, period / 2, _MARGIN_FLOOR), cap)
         if changed and math.isfinite(self._last_grant):
             # The grants already made in the current slice were not counted in it (or
             # against another share): none more go there.
@@ -129,18 +155,18 @@ class SliceWindows:
 
     def window_at(self, t: float) -> float:
         """The earliest time from ``t`` on that a request may go: inside a slice, at least
-        the margin from both its ends, while the slice has had fewer than its share."""
+        its head and tail clear, while the slice has had fewer than its share."""
         assert self.slice is not None
-        length, margin = self.slice, self.margin
+        length, head, tail = self.slice, self.head, self.tail
         start = self._start(t)
         last, count = self._window
         while True:
-            t = max(t, start + margin)
+            t = max(t, start + head)
             full = abs(start - last) < length / 2 and count >= self.share
-            if t <= start + length - margin and not full:
+            if t <= start + length - tail and not full:
                 return t
             start += length
-            t = start + margin
+            t = start + head
 
     def granted(self, t: float) -> None:
         """A request went at ``t`` (tell it every grant, learned or not)."""
