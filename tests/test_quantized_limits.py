@@ -391,14 +391,17 @@ def _answered_slices(
     seconds: float,
     start: float = 0.0,
     held: float = 0.0,
+    least: float = 0.0,
 ) -> None:
-    """Answers to sends one interval apart from ``start``, 0-5 ms on the way (the first
-    two ``held`` longer), from slices ``slice_`` long ending at ``phase`` plus whole
-    slices."""
+    """Answers to sends one interval apart from ``start``, ``least`` plus 0-5 ms on the way
+    (the first two ``held`` longer, or with ``least`` 0: quicker), from slices ``slice_``
+    long ending at ``phase`` plus whole slices."""
     rng = random.Random(4)
     sent = start
     while sent < start + seconds:
-        arrived = sent + rng.uniform(0.0, 0.005) + (held if sent < start + 0.003 else 0.0)
+        first = sent < start + 0.003
+        arrived = sent + rng.uniform(0.0, 0.005) + (held if first else 0.0)
+        arrived += 0.0 if first and least else least
         end = phase + math.floor((arrived - phase) / slice_ + 1) * slice_
         windows.granted(sent)
         windows.observe(sent, round(end - arrived, 3))  # headers carry milliseconds
@@ -431,6 +434,13 @@ def test_a_held_request_keeps_the_slices_ends_clear_for_a_while_and_moves_no_bou
     assert windows.tail == pytest.approx(0.04)
     _answered_slices(windows, slice_=0.1, phase=0.0137, seconds=150.0, start=32.5)
     assert windows.tail < 0.02 and windows.tail >= steady
+
+
+def test_a_few_quicker_answers_are_not_taken_for_held_ones() -> None:
+    # The two quickest answers 4 ms ahead of the rest: beyond the arc's edge, but not held.
+    windows = SliceWindows(period=0.002)
+    _answered_slices(windows, slice_=0.1, phase=0.0137, seconds=0.6, least=0.004)
+    assert windows.tail <= 1.5 * 0.0065
 
 
 def test_slice_windows_keep_requests_inside_a_slice_and_within_its_share() -> None:

@@ -67,6 +67,17 @@ _MARGIN_FLOOR = 0.005
 _MARGIN_CAP = 0.4
 
 
+def _late(before: float, length: float) -> float:
+    """How much later than the least delayed an answer whose boundary lies ``before`` the
+    slices' end (negative: beyond it) arrived."""
+    if before >= 0:
+        return before
+    # Beyond the end by more than a quarter slice: held over half a slice, wrapped round
+    # the circle. Nearer: one of the least delayed few, left out of the edge (the
+    # estimate's own error, not a hold; a hold of over three quarters of a slice is lost).
+    return before + length if before < -length / 4 else 0.0
+
+
 class SliceWindows:
     """The slices of a provider at ``period`` seconds a request (60 / requests-per-minute).
 
@@ -126,8 +137,7 @@ class SliceWindows:
         cut = int(len(offsets) * _OUTLIERS)
         edge = offsets[-1 - cut] + _EDGE_SLACK
         end = max(x for x in offsets if x <= edge)  # the least delayed's: the slices' end
-        # How much later than the least delayed each one arrived, held ones included.
-        late = sorted((end - x) % length for x in offsets)
+        late = sorted(_late(end - x, length) for x in offsets)
         spread = late[-1 - cut]
         now = self._last_sent
         decay = 0.5 ** (max(0.0, now - self._held_at) / _HELD_HALF_LIFE)
