@@ -417,8 +417,10 @@ async def test_a_run_against_a_small_context_shrinks_its_requests_and_reaches_th
             "run": {"out": str(out), "target": 15},
             "endpoint": {"base_url": sim.base_url, "model": "sim", "max_attempts": 1},
             # The default classification prompt (~1,190 tokens, long enough for a prompt
-            # cache) cannot fit 800 tokens whatever its max_tokens; 24 demonstrations can.
-            "classification": {"demonstrations": 24},
+            # cache) cannot fit 800 tokens whatever its max_tokens; 12 demonstrations fit
+            # with any instruction the length filter lets through (a run-on list of 138
+            # words made 24 demonstrations' prompt 919 tokens).
+            "classification": {"demonstrations": 12},
         }
     )
     usage = UsageMeter()

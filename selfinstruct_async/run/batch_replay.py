@@ -22,6 +22,7 @@ from ..records import Candidate
 from ..stages.generate_instructions import candidates_of, read_instructions
 from .context import RunContext
 from .failures import RequestFailed
+from .hand_off import hand_over
 
 STAGE = names.GENERATE_INSTRUCTIONS
 # The numbered demonstrations of an instruction prompt (prompts.build_instruction_prompt).
@@ -78,4 +79,4 @@ async def replay_generations(
             await ctx.db.light(ctx.store.add_generation, request_no, items)
             await claim(request)
             for candidate in candidates_of(request_no, items):
-                await send.send(candidate)
+                await hand_over(send, candidate)

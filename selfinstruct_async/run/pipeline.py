@@ -43,6 +43,7 @@ from ..stages import (
 from ..stages.generate_instructions import candidates_of
 from .batch_replay import Claim, count_replays, replay_generations
 from .context import RunContext
+from .hand_off import hand_over
 from .retry_queue import RetryQueue
 
 T = TypeVar("T")
@@ -71,7 +72,7 @@ class Resumed:
 async def _feed(items: Sequence[T], send: MemoryObjectSendStream[T]) -> None:
     async with send:
         for item in items:
-            await send.send(item)
+            await hand_over(send, item)
 
 
 class Pipeline:

@@ -9,6 +9,8 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .hand_off import hand_over
+
 T = TypeVar("T")
 
 
@@ -44,5 +46,5 @@ class RetryQueue(Generic[T]):
                 due, item = self._due[0]
                 await anyio.sleep_until(due)
                 self._due.popleft()
-                await send.send(item)
+                await hand_over(send, item)
                 self._on_resent()

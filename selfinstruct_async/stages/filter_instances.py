@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .. import counters as names
 from ..records import Instance, PendingTask, RejectionRecord, Task
 from ..run.context import RunContext
+from ..run.hand_off import Received
 
 NO_INSTANCES = "no_valid_instances"
 # Instances that passed every filter but were left out by the cap: not a filter's
@@ -57,7 +58,7 @@ async def filter_instances(
     is rejected."""
     settings = ctx.config.instances
     async with receive:
-        async for task, instances in receive:
+        async for task, instances in Received(receive):
             if ctx.pool.done:
                 # The target is met; leave this task pending so a larger target resumes it.
                 return

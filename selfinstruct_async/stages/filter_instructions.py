@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .. import counters as names
 from ..records import Candidate, PendingTask, RejectionRecord
 from ..run.context import RunContext
+from ..run.hand_off import Received, hand_over
 
 
 @dataclass
@@ -40,7 +41,7 @@ async def filter_instructions(
     # Several generation workers feed this stream, so responses interleave: by request number.
     waiting: dict[int, _Undecided] = {}
     async with receive, send:
-        async for candidate in receive:
+        async for candidate in Received(receive):
             batch = waiting.setdefault(candidate.request_no, _Undecided())
             ended = False  # whether the response's end is committed already
             if candidate.resumed and await ctx.db(ctx.store.is_decided, candidate.id):
@@ -81,7 +82,7 @@ async def _decide(
     # read back. This task is the only one checking, so nothing is checked in between.
     ctx.chain.remember(candidate.instruction)
     ctx.pool.decided(True, candidate.instruction)
-    await send.send(pending)
+    await hand_over(send, pending)
     return candidate.last
 
 

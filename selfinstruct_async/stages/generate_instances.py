@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import random
 
+import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import counters as names
 from ..answer_formats import INPUT_FIRST, OUTPUT_FIRST, usable_format
+from ..client.protocol import Completion
 from ..paper_parsers import parse_instances_paper
 from ..parsing import parse_instances
 from ..prompts import build_instance_prompt
 from ..records import Instance, PendingTask
 from ..run.context import RunContext
 from ..run.failures import REQUEST_REFUSED, RequestFailed
+from ..run.hand_off import Received, hand_over
 from ..run.retry_queue import RetryQueue
 
 STAGE = names.GENERATE_INSTANCES
@@ -38,7 +41,7 @@ async def generate_instances(
     """
     cfg = ctx.config.instances
     async with receive, send:
-        async for task in receive:
+        async for task in Received(receive):
             is_classification = bool(task.is_classification)
             demonstrations = ctx.instance_demonstrations.pick(
                 is_classification,
@@ -65,22 +68,28 @@ async def generate_instances(
                 else:
                     ctx.defer(retry, task)
                 continue
-            # Generous: the cap to max_instances comes after the instance filters, which
-            # must see every instance the model wrote (the paper's order); the bound only
-            # keeps a runaway answer from flooding them.
-            bound = max(10 * cfg.max_instances, 20)
-            if cfg.parser == "paper":
-                instances = parse_instances_paper(
-                    result.text, is_classification, result.finish_reason, templates=ctx.templates
-                )[:bound]
-            else:
-                instances = parse_instances(
-                    result.text,
-                    is_classification,
-                    result.finish_reason,
-                    bound,
-                    templates=ctx.templates,
-                )
+            instances = read_instances(ctx, result, is_classification)
             ctx.answered(STAGE, bool(instances), result.text, replayed=result.replayed)
             ctx.count(names.INSTANCES_GENERATED, len(instances))
-            await send.send((task, tuple(instances)))
+            try:
+                await hand_over(send, (task, tuple(instances)))
+            except anyio.BrokenResourceError:
+                # filter_instances stopped: the target is met and the run is being
+                # cancelled. The task stays pending, as it would have if cancelled here.
+                return
+
+
+def read_instances(ctx: RunContext, result: Completion, is_classification: bool) -> list[Instance]:
+    """The instances an answer holds, read by the configured parser (``instances.parser``)."""
+    cfg = ctx.config.instances
+    # Generous: the cap to max_instances comes after the instance filters, which must see
+    # every instance the model wrote (the paper's order); the bound only keeps a runaway
+    # answer from flooding them.
+    bound = max(10 * cfg.max_instances, 20)
+    if cfg.parser == "paper":
+        return parse_instances_paper(
+            result.text, is_classification, result.finish_reason, templates=ctx.templates
+        )[:bound]
+    return parse_instances(
+        result.text, is_classification, result.finish_reason, bound, templates=ctx.templates
+    )

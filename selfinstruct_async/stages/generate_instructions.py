@@ -21,6 +21,7 @@ from ..prompts import build_instruction_prompt
 from ..records import Candidate
 from ..run.context import RunContext
 from ..run.failures import RequestFailed
+from ..run.hand_off import hand_over
 
 STAGE = names.GENERATE_INSTRUCTIONS
 
@@ -65,7 +66,7 @@ async def generate_instructions(ctx: RunContext, send: MemoryObjectSendStream[Ca
             ctx.answered(STAGE, bool(items), result.text, replayed=result.replayed)
             await ctx.db.light(ctx.store.add_generation, request_no, items)
             for candidate in candidates_of(request_no, items):
-                await send.send(candidate)
+                await hand_over(send, candidate)
 
 
 def read_instructions(

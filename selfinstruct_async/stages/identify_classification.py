@@ -31,6 +31,7 @@ from ..records import PendingTask
 from ..run.answer_guard import quote_sample
 from ..run.context import RunContext
 from ..run.failures import REQUEST_REFUSED, RequestFailed
+from ..run.hand_off import Received, hand_over
 from ..run.retry_queue import RetryQueue
 from .classifier import make_classifier, scored_request
 
@@ -53,7 +54,7 @@ async def identify_classification(
     A task whose request failed, or whose answer was unreadable, goes to ``retry``.
     """
     async with receive, send:
-        async for task in receive:
+        async for task in Received(receive):
             if task.is_classification is None:
                 answer = await decide(ctx, task, retry)
                 if answer is None:
@@ -62,7 +63,7 @@ async def identify_classification(
                 # Counted once stored: a run cancelled in between must not count a lost label.
                 ctx.count(names.classification(answer))
                 task = replace(task, is_classification=answer)
-            await send.send(task)
+            await hand_over(send, task)
 
 
 def read_answer(text: str, parser: str) -> bool | None:
