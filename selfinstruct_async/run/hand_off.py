@@ -1,11 +1,11 @@
 """Moving items along the stages' streams without a trip through the event loop each time.
 
 anyio's memory object streams checkpoint on every ``send`` and ``receive``: the task goes
-to the back of the loop's queue even when an item or a free slot is waiting. At the
-pipeline's rate that was about ten loop turns per request and 8% of the client's CPU
-(issue 15, ``bench/README.md``). :func:`hand_over` and :class:`Received` take the free slot
-or the waiting item at once and fall back to the stream's own ``send`` and ``receive``
-(which wait, and checkpoint) only when they would block.
+to the back of the loop's queue even when an item or a free slot is waiting. In the
+pipeline that was about ten loop turns per request (issue 15, ``bench/README.md``).
+:func:`hand_over` and :class:`Received` take the free slot or the waiting item at once and
+fall back to the stream's own ``send`` and ``receive`` (which checkpoint, then wait) only
+when they would block.
 
 What is kept of a checkpoint: a pending cancellation is raised first, as before, so a
 cancelled stage still stops at its next hand-off; and a receiver yields to the loop after
