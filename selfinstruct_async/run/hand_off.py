@@ -12,10 +12,10 @@ cancelled stage still stops at its next hand-off; and a receiver yields to the l
 :data:`FAIR_AFTER` items in a row that were ready, so a stage with a full input cannot keep
 the others from running. A sender needs no such count: a full buffer makes it wait.
 
-One consequence the stages handle: without the loop turn, a sender can reach a stream
-whose receivers have all gone (``filter_instances`` stops once the target is met) before
+Without the loop turn, a sender can reach a stream whose receivers have all gone before
 the run's cancellation reaches it, and gets ``BrokenResourceError`` where it used to be
-cancelled.
+cancelled; so the pipeline keeps the one stream a stage leaves early (``filter_instances``
+stops once the target is met) open until the run is cancelled.
 """
 
 from __future__ import annotations

@@ -171,6 +171,9 @@ class Pipeline:
                         generated_tx.clone(),
                         retry_instances,
                     )
-                tg.start_soon(filter_instances, ctx, generated_rx)
+                # filter_instances returns once the target is met, while instance workers
+                # may still be sending: the original receive end stays open until the run
+                # is cancelled (__aexit__), so they are cancelled, never broken.
+                tg.start_soon(filter_instances, ctx, generated_rx.clone())
             await ctx.pool.wait_until_done()
             tg.cancel_scope.cancel()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 
-import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import counters as names
@@ -71,12 +70,7 @@ async def generate_instances(
             instances = read_instances(ctx, result, is_classification)
             ctx.answered(STAGE, bool(instances), result.text, replayed=result.replayed)
             ctx.count(names.INSTANCES_GENERATED, len(instances))
-            try:
-                await hand_over(send, (task, tuple(instances)))
-            except anyio.BrokenResourceError:
-                # filter_instances stopped: the target is met and the run is being
-                # cancelled. The task stays pending, as it would have if cancelled here.
-                return
+            await hand_over(send, (task, tuple(instances)))
 
 
 def read_instances(ctx: RunContext, result: Completion, is_classification: bool) -> list[Instance]:
